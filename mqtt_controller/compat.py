@@ -70,3 +70,136 @@ def stderr_write(text):
         sys.stderr.write(text)
     except (AttributeError, OSError):
         print(text, end="")
+
+
+_EAGAIN = (11, 35, 115)  # EAGAIN/EWOULDBLOCK on Linux and BSD, EINPROGRESS (lwIP sends it)
+
+
+def would_block(exc):
+    """True for the 'try again later' errors of a non-blocking socket (plain or TLS)."""
+    name = type(exc).__name__
+    if name in ("BlockingIOError", "SSLWantReadError", "SSLWantWriteError"):
+        return True
+    code = exc.args[0] if exc.args else None
+    return getattr(exc, "errno", code) in _EAGAIN
+
+
+def pending(sock):
+    """Bytes a TLS socket has decrypted but not handed out yet (CPython); 0 where unknown."""
+    try:
+        return sock.pending()
+    except (AttributeError, OSError):
+        return 0
+
+
+def set_nodelay(sock):
+    # IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP; MicroPython lacks the names.
+    try:
+        sock.setsockopt(6, 1, 1)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def tls_wrapper(cafile, check_hostname=True):
+    """A function (sock, host) -> TLS socket that verifies the broker against `cafile`.
+    Reads the CA file now, so a missing file is a configuration error at start-up."""
+    import ssl
+
+    with open(cafile, "rb") as f:
+        cadata = f.read()
+    if hasattr(ssl, "create_default_context"):  # CPython
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.check_hostname = check_hostname
+    else:  # MicroPython 1.23+: SSLContext takes the CA as data
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if cadata.lstrip().startswith(b"-----"):
+            cadata = _pem_to_der(cadata)
+        ctx.load_verify_locations(cadata=cadata)
+
+    def wrap(sock, host):
+        return ctx.wrap_socket(sock, server_hostname=host)
+
+    return wrap
+
+
+def _pem_to_der(pem):
+    import binascii
+
+    lines = [ln for ln in pem.split(b"\n") if ln and not ln.startswith(b"-----")]
+    return binascii.a2b_base64(b"".join(lines))
+
+
+def fsync(f):
+    f.flush()
+    try:
+        import os
+
+        os.fsync(f.fileno())
+    except (ImportError, AttributeError, OSError):
+        pass  # MicroPython: close() commits the file
+
+
+def rename(src, dst):
+    import os
+
+    try:
+        os.rename(src, dst)
+    except OSError:  # FAT on a board will not rename over an existing file
+        try:
+            os.remove(dst)
+        except OSError:
+            pass
+        os.rename(src, dst)
+
+
+def on_terminate(handler):
+    """Calls handler() on SIGTERM (CPython); MicroPython has no signals (SIGINT still raises
+    KeyboardInterrupt there)."""
+    try:
+        import signal
+    except ImportError:
+        return False
+    signal.signal(signal.SIGTERM, lambda signum, frame: handler())
+    return True
+
+
+class NonBlockingReader:
+    """Reads whatever a stream (stdin, FIFO, tty) has without blocking: read() returns bytes,
+    b"" when nothing is there yet, None at end of input."""
+
+    def __init__(self, stream, limit=256):
+        self.stream = stream
+        self.limit = limit
+        self._fd = None
+        self._poll = None
+        try:
+            import os
+
+            fd = stream if isinstance(stream, int) else stream.fileno()
+            os.set_blocking(fd, False)  # CPython: one os.read takes what is there
+            self._fd = fd
+        except (ImportError, AttributeError, OSError):
+            import select  # MicroPython: no os.read, so a byte at a time while poll says so
+
+            self._poll = select.poll()
+            self._poll.register(stream, select.POLLIN)
+
+    def read(self):
+        if self._fd is not None:
+            import os
+
+            try:
+                data = os.read(self._fd, self.limit)
+            except OSError as e:
+                if would_block(e):
+                    return b""
+                raise
+            return data if data else None
+        out = bytearray()
+        while len(out) < self.limit and self._poll.poll(0):
+            b = self.stream.read(1)
+            if not b:
+                return bytes(out) if out else None
+            out.extend(b)
+        return bytes(out)

@@ -1,0 +1,134 @@
+# Item sources that speak the line protocol: standard input, or a path (FIFO, tty, file).
+# Each has pollables() / read(now_ms) / next_ms(now_ms) / set_active(shopping) / close().
+import sys
+
+from mqtt_controller import log
+from mqtt_controller.cart import MAX_LINE
+from mqtt_controller.compat import NonBlockingReader, ticks_diff
+
+_REOPEN_MS = 5000
+
+
+class LineSplitter:
+    """Bytes in, whole lines out; a line longer than MAX_LINE is cut and passed on so the
+    controller rejects it, and the rest of it up to the newline is dropped."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.discard = False
+
+    def feed(self, data):
+        lines = []
+        for b in data:
+            if b == 10 or b == 13:
+                if not self.discard and self.buf:
+                    lines.append(bytes(self.buf))
+                self.buf = bytearray()
+                self.discard = False
+            elif not self.discard:
+                self.buf.append(b)
+                if len(self.buf) > MAX_LINE:
+                    lines.append(bytes(self.buf))
+                    self.buf = bytearray()
+                    self.discard = True
+        return lines
+
+
+class StreamSource:
+    def __init__(self, name, opener):
+        self.name = name
+        self.opener = opener  # () -> stream; raises OSError when it cannot be opened yet
+        self.stream = None
+        self.reader = None
+        self.lines = LineSplitter()
+        self.retry_at = None
+        self.done = False
+        self._warned = False
+        self._open(None)
+
+    def _open(self, now_ms):
+        try:
+            self.stream = self.opener()
+            self.reader = NonBlockingReader(self.stream)
+            self.retry_at = None
+            self._warned = False
+            log.info("items: reading from %s", self.name)
+        except OSError as e:
+            if not self._warned:
+                log.warning("items: cannot open %s (%s); retrying every %d s", self.name, e,
+                            _REOPEN_MS // 1000)
+                self._warned = True
+            self.stream = self.reader = None
+            self.retry_at = now_ms
+
+    def pollables(self):
+        return [self.stream] if self.stream is not None else []
+
+    def read(self, now_ms):
+        if self.stream is None:
+            if not self.done and self.retry_at is not None and \
+                    ticks_diff(now_ms, self.retry_at) >= _REOPEN_MS:
+                self._open(now_ms)
+            return []
+        try:
+            data = self.reader.read()
+        except OSError as e:
+            log.warning("items: %s failed (%s); reopening", self.name, e)
+            self.close()
+            self.retry_at = now_ms
+            return []
+        if data is None:
+            log.info("items: end of input on %s; the basket keeps running", self.name)
+            self.close()
+            self.done = True
+            return []
+        return self.lines.feed(data)
+
+    def next_ms(self, now_ms):
+        if self.stream is None and not self.done and self.retry_at is not None:
+            return max(0, _REOPEN_MS - ticks_diff(now_ms, self.retry_at))
+        return None
+
+    def set_active(self, shopping):
+        pass
+
+    def close(self):
+        if self.stream is not None and self.stream is not sys.stdin:
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+        self.stream = self.reader = None
+
+
+def _stdin():
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
+def _path_opener(path):
+    def opener():
+        try:  # read-write keeps a FIFO open with no writer (no end of input) and never blocks
+            return open(path, "r+b", 0) if _is_fifo_or_tty(path) else open(path, "rb", 0)
+        except TypeError:  # MicroPython's open() takes no buffering argument
+            return open(path, "r+b") if _is_fifo_or_tty(path) else open(path, "rb")
+    return opener
+
+
+def _is_fifo_or_tty(path):
+    import os
+
+    mode = os.stat(path)[0]  # raises OSError when the path is missing
+    return (mode & 0o170000) in (0o010000, 0o020000)  # S_IFIFO, S_IFCHR
+
+
+def open_source(spec, settings=None):
+    """ITEM_SOURCE: "stdin", "none", "rfid:<readers>" or a path."""
+    if spec == "none":
+        return None
+    if spec == "stdin":
+        return StreamSource("standard input", _stdin)
+    if spec.startswith("rfid:"):
+        from mqtt_controller import rfid
+
+        return rfid.open_source(spec[5:], settings or {})
+    return StreamSource(spec, _path_opener(spec))

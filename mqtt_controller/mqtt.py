@@ -1,0 +1,272 @@
+# A tiny MQTT 3.1.1 client over a socket: QoS 0/1 publish, QoS 1 subscribe, last will, keepalive
+# pings and dead-link detection, and a non-blocking poll. Every packet leaves in one write (a
+# packet split over writes meets Nagle's algorithm and delayed ACKs). Link faults raise OSError,
+# protocol faults and refusals MQTTException; either way the caller reconnects.
+import select
+import socket
+
+from mqtt_controller import compat, packet
+from mqtt_controller.compat import ticks_diff, ticks_ms
+from mqtt_controller.packet import MQTTException
+
+MAX_INFLIGHT = 8
+_READ_CHUNK = 1024
+_WRITE_TIMEOUT_MS = 10000
+
+
+class MQTTClient:
+    def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
+                 clean_session=False, max_packet=4096, tls=None, connect_timeout_ms=10000):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.clean_session = clean_session
+        self.tls = tls  # None, or a function (sock, host) -> wrapped socket
+        self.connect_timeout_ms = connect_timeout_ms
+        self.will = None
+        self.sock = None
+        self.reader = packet.Reader(max_packet)
+        self.inflight = {}  # pid -> (topic, payload, retain), oldest first by pid order of entry
+        self._order = []
+        self._pid = 0
+        self._last_rx = self._last_tx = 0
+        self._ping_out = False
+        self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
+        self.on_suback_error = None
+
+    # -- connection ---------------------------------------------------------------------------
+    def set_last_will(self, topic, payload, retain=False, qos=0):
+        self.will = (topic, payload, qos, retain)
+
+    def connect(self):
+        """Opens the link; returns session_present. Raises OSError or MQTTException."""
+        self.close()
+        addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+        sock = socket.socket(addr[0], socket.SOCK_STREAM)
+        self.sock = sock
+        try:
+            sock.settimeout(self.connect_timeout_ms / 1000)
+            sock.connect(addr[-1])
+            compat.set_nodelay(sock)
+            if self.tls:
+                sock = self.tls(sock, self.host)
+                self.sock = sock
+            sock.setblocking(False)
+            self._last_rx = self._last_tx = ticks_ms()
+            self.reader.reset()
+            self._ping_out = False
+            self._write(packet.connect(self.client_id, self.keepalive, self.clean_session,
+                                       self.user, self.password, self.will))
+            first, body = self._wait_packet(self.connect_timeout_ms)
+            if first & 0xF0 != packet.CONNACK:
+                raise MQTTException("expected CONNACK, got packet type 0x%02x" % first)
+            present = packet.parse_connack(body)
+            for pid in self._order:  # QoS 1 messages not yet acknowledged go again
+                topic, payload, retain = self.inflight[pid]
+                self.counters["resent"] += 1
+                self._write(packet.publish(topic, payload, 1, retain, pid, dup=True))
+            return present
+        except Exception:
+            self.close()
+            raise
+
+    def _wait_packet(self, timeout_ms):
+        start = ticks_ms()
+        p = select.poll()
+        p.register(self.sock, select.POLLIN)
+        while True:
+            left = timeout_ms - ticks_diff(ticks_ms(), start)
+            if left <= 0:
+                raise OSError("no answer from the broker within %d ms" % timeout_ms)
+            if p.poll(left):
+                pkts = self._read()
+                if pkts:
+                    if len(pkts) > 1:
+                        raise MQTTException("unexpected packets after CONNACK")
+                    return pkts[0][0], pkts[0][1]
+
+    def is_connected(self):
+        return self.sock is not None
+
+    def disconnect(self):
+        """Says goodbye (the will is not sent) and closes the link."""
+        if self.sock is not None:
+            try:
+                self._write(packet.disconnect())
+            except OSError:
+                pass
+        self.close()
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    # -- sending ------------------------------------------------------------------------------
+    def _next_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            if self._pid not in self.inflight:
+                return self._pid
+
+    def subscribe(self, topic, qos=1):
+        self._write(packet.subscribe(self._next_pid(), [(topic, qos)]))
+
+    def publish(self, topic, payload, retain=False, qos=0):
+        """Sends a message. With QoS 1 it is kept until acknowledged (re-sent after a reconnect);
+        an unacknowledged older message on the same topic is superseded by the new one."""
+        pid = 0
+        if qos:
+            for old in self._order:
+                if self.inflight[old][0] == topic:
+                    self._forget(old)
+                    self.counters["superseded"] += 1
+                    break
+            if len(self._order) >= MAX_INFLIGHT:
+                self._forget(self._order[0])
+            pid = self._next_pid()
+            self.inflight[pid] = (topic, payload, retain)
+            self._order.append(pid)
+        if self.sock is None:
+            raise OSError("not connected")
+        self._write(packet.publish(topic, payload, qos, retain, pid))
+        return pid
+
+    def _forget(self, pid):
+        del self.inflight[pid]
+        self._order.remove(pid)
+
+    def _write(self, data):
+        sock = self.sock
+        if sock is None:
+            raise OSError("not connected")
+        mv = memoryview(data)
+        off = 0
+        start = ticks_ms()
+        p = None
+        while off < len(data):
+            try:
+                n = sock.send(mv[off:])
+            except OSError as e:
+                if not compat.would_block(e):
+                    raise
+                n = 0
+            if n:
+                off += n
+                continue
+            if p is None:
+                p = select.poll()
+                p.register(sock, select.POLLOUT)
+            left = _WRITE_TIMEOUT_MS - ticks_diff(ticks_ms(), start)
+            if left <= 0:
+                raise OSError("write to the broker timed out")
+            p.poll(left)
+        self._last_tx = ticks_ms()
+
+    # -- receiving ----------------------------------------------------------------------------
+    def _read(self):
+        """Reads what the socket has now; returns complete packets. EOF raises OSError."""
+        pkts = []
+        for _ in range(64):  # bounded: a flood cannot starve the rest of the loop
+            try:
+                data = self.sock.recv(_READ_CHUNK)
+            except OSError as e:
+                if compat.would_block(e):
+                    break
+                raise
+            if data is None:  # MicroPython TLS: nothing yet
+                break
+            if not data:
+                raise OSError("connection closed by the broker")
+            self._last_rx = ticks_ms()
+            pkts.extend(self.reader.feed(data))
+            if len(data) < _READ_CHUNK and not compat.pending(self.sock):
+                break
+        return pkts
+
+    def service(self, readable=True):
+        """Handles what arrived and keeps the link alive; returns [(topic, payload), ...]."""
+        if self.sock is None:
+            raise OSError("not connected")
+        msgs = []
+        if readable:
+            for first, body, size in self._read():
+                self._handle(first, body, size, msgs)
+        self._keepalive()
+        return msgs
+
+    def _handle(self, first, body, size, msgs):
+        kind = first & 0xF0
+        if kind == packet.PUBLISH:
+            oversized = len(body) < size
+            if oversized:
+                self.counters["oversized"] += 1
+                try:
+                    topic, _, qos, pid, _ = packet.parse_publish(first, body)
+                except MQTTException:
+                    qos = 0  # head too short to find the packet id: nothing to acknowledge
+                    topic = "?"
+                msgs.append((topic, None))  # None: dropped as oversized (size in counters)
+            else:
+                topic, payload, qos, pid, _ = packet.parse_publish(first, body)
+                msgs.append((topic, payload))
+            if qos == 1:
+                self._write(packet.puback(pid))
+            elif qos == 2:
+                raise MQTTException("QoS 2 PUBLISH on a QoS 1 subscription")
+        elif kind == packet.PUBACK:
+            pid = packet.parse_pid(body, "PUBACK")
+            if pid in self.inflight:
+                self._forget(pid)
+            else:
+                self.counters["unknown_puback"] += 1
+        elif kind == packet.SUBACK:
+            if len(body) < 3:
+                raise MQTTException("malformed SUBACK")
+            if body[2] == 0x80:
+                raise MQTTException("subscription refused: not authorized", 5)
+        elif kind == packet.PINGRESP:
+            self._ping_out = False
+        elif kind == packet.CONNACK:
+            raise MQTTException("unexpected CONNACK")
+        # UNSUBACK: never asked for; ignored
+
+    def _keepalive(self):
+        if not self.keepalive:
+            return
+        now = ticks_ms()
+        ka = self.keepalive * 1000
+        if ticks_diff(now, self._last_rx) >= ka * 3 // 2:
+            raise OSError("no packet from the broker for %d s: link dead" % (ka * 3 // 2000))
+        if not self._ping_out and (ticks_diff(now, self._last_tx) >= ka // 2
+                                   or ticks_diff(now, self._last_rx) >= ka // 2):
+            self._write(packet.pingreq())
+            self._ping_out = True
+
+    def next_ms(self):
+        """Milliseconds until the link needs service even if nothing arrives."""
+        if self.sock is None or not self.keepalive:
+            return None
+        now = ticks_ms()
+        ka = self.keepalive * 1000
+        rx = ticks_diff(now, self._last_rx)
+        due = ka * 3 // 2 - rx
+        if not self._ping_out:
+            due = min(due, ka // 2 - ticks_diff(now, self._last_tx), ka // 2 - rx)
+        return max(0, due)
+
+    def poll(self, timeout_ms):
+        """Waits at most timeout_ms for traffic, then services the link; returns messages."""
+        if self.sock is None:
+            raise OSError("not connected")
+        nxt = self.next_ms()
+        wait = timeout_ms if nxt is None else min(timeout_ms, nxt)
+        p = select.poll()
+        p.register(self.sock, select.POLLIN)
+        return self.service(bool(p.poll(max(0, wait))))

@@ -1,0 +1,119 @@
+# The wire contract, pure: status commands in, update payloads out. No I/O.
+# Commands: `start` / `end` as text or {"msg":...}; totals as
+# {"msg":"total","payload":{"basketid":<int>,"totalprice":<int>}} with keys in any case.
+import json
+
+from mqtt_controller.compat import const
+
+MAX_COMMAND = const(512)  # bytes; a status command is a few dozen
+MAX_CODE_LEN = const(32)
+
+START = "start"
+END = "end"
+TOTAL = "total"
+
+_CODE_PUNCT = "_-."
+
+
+class Rejected(ValueError):
+    """A status command that changes nothing; the message says why."""
+
+
+def valid_code(code):
+    if not isinstance(code, str) or not 1 <= len(code) <= MAX_CODE_LEN:
+        return False
+    for ch in code:
+        if not (("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
+                or ch in _CODE_PUNCT):
+            return False
+    return True
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _lower_keys(d):
+    out = {}
+    for k in d:
+        if isinstance(k, str):
+            out[k.lower()] = d[k]
+    return out
+
+
+def short(payload, n=60):
+    """A printable excerpt of a payload for log lines."""
+    if isinstance(payload, (bytes, bytearray)):
+        payload = bytes(payload[:n]).decode("utf-8", "replace")
+    s = repr(payload[:n])
+    return s + ("..." if len(payload) > n else "")
+
+
+def parse_command(payload, basket_id):
+    """Returns (START, None), (END, None) or (TOTAL, price); raises Rejected for anything else."""
+    if len(payload) > MAX_COMMAND:
+        raise Rejected("oversized command (%d bytes)" % len(payload))
+    try:
+        text = bytes(payload).decode("utf-8").strip()
+    except (UnicodeError, ValueError):
+        raise Rejected("command is not UTF-8")
+    word = text.lower()
+    if word == START or word == END:
+        return word, None
+    if not text.startswith("{"):
+        raise Rejected("unknown command %s" % short(text))
+    try:
+        obj = json.loads(text)
+    except Exception:  # ValueError on CPython; MicroPython may raise others on deep nesting
+        raise Rejected("bad JSON %s" % short(text))
+    if not isinstance(obj, dict):
+        raise Rejected("JSON command is not an object")
+    obj = _lower_keys(obj)
+    msg = obj.get("msg")
+    if not isinstance(msg, str):
+        raise Rejected("JSON command without a \"msg\" string")
+    msg = msg.strip().lower()
+    if msg == START or msg == END:
+        return msg, None
+    if msg != TOTAL:
+        raise Rejected("unknown msg %s" % short(msg))
+    body = obj.get("payload")
+    if not isinstance(body, dict):
+        raise Rejected("total without a payload object")
+    body = _lower_keys(body)
+    bid = body.get("basketid")
+    price = body.get("totalprice")
+    if not is_int(bid):
+        raise Rejected("total with a non-integer basketid")
+    if bid != basket_id:
+        raise Rejected("total for basket %d, not this one (%d)" % (bid, basket_id))
+    if not is_int(price):
+        raise Rejected("total with a non-integer totalprice")
+    if price < 0:
+        raise Rejected("total with a negative totalprice (%d)" % price)
+    return TOTAL, price
+
+
+def encode_update(basket_id, items):
+    """Compact update JSON with codes sorted, byte-identical on every interpreter."""
+    codes = sorted(items)
+    parts = ['"%s":%d' % (c, items[c]) for c in codes]
+    return ('{"id":%d,"list":{%s}}' % (basket_id, ",".join(parts))).encode()
+
+
+def basket_id_from_topic(topic):
+    """The trailing integer of a topic: basket/1 -> 1, basket/unit0001 -> 1; None if none."""
+    i = len(topic)
+    while i > 0 and "0" <= topic[i - 1] <= "9":
+        i -= 1
+    digits = topic[i:]
+    if not digits or len(digits) > 9:
+        return None
+    return int(digits)
+
+
+def valid_topic(topic):
+    """A base topic to publish under: non-empty, no wildcards, no empty levels at the ends."""
+    return (isinstance(topic, str) and 0 < len(topic) <= 200 and "+" not in topic
+            and "#" not in topic and not topic.startswith("/") and not topic.endswith("/")
+            and "\x00" not in topic)

@@ -1,0 +1,254 @@
+# The imperative shell: one loop that sleeps in poll() on the broker link and the item sources,
+# feeds the controller, and publishes, persists and displays what it decides. The link is
+# reconnected forever with exponential back-off and jitter; only a signal stops the loop.
+import select
+
+from mqtt_controller import compat, log, store
+from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
+from mqtt_controller.controller import SHOPPING, Controller
+from mqtt_controller.mqtt import MQTTClient
+from mqtt_controller.packet import MQTTException
+
+BACKOFF_FIRST_MS = 1000
+BACKOFF_CAP_MS = 30000
+STABLE_MS = 10000  # a link that stayed up this long resets the back-off
+MAX_WAIT_MS = 60000
+
+
+def backoff_ms(attempt):
+    """Delay before retry `attempt` (0-based): 0.5-1 s, 1-2 s, 2-4 s ... capped at 15-30 s."""
+    d = BACKOFF_FIRST_MS << min(attempt, 5)
+    d = min(d, BACKOFF_CAP_MS)
+    return d // 2 + compat.random_below(d // 2 + 1)
+
+
+class Runtime:
+    def __init__(self, cfg, controller=None, sources=None, display=None, client=None):
+        self.cfg = cfg
+        self.status_topic = cfg.topic + "/status"
+        self.update_topic = cfg.topic + "/update"
+        self.avail_topic = cfg.topic + "/availability"
+        if controller is None:
+            controller = Controller(cfg.basket_id)
+            saved = store.load(cfg.state_file)
+            if saved:
+                controller = Controller(cfg.basket_id, saved["state"], saved.get("list"),
+                                        saved.get("total"))
+                log.info("restored %s state with %d item(s) from %s", controller.state,
+                         controller.cart.count(), cfg.state_file)
+        self.controller = controller
+        self.sources = [s for s in (sources or []) if s is not None]
+        self.display = display
+        if client is None:
+            tls = compat.tls_wrapper(cfg.cafile) if cfg.tls else None
+            client = MQTTClient(cfg.client_id, cfg.host, cfg.port, cfg.user, cfg.password,
+                                cfg.keepalive, clean_session=False, tls=tls)
+        self.client = client
+        self.client.set_last_will(self.avail_topic, b"offline", retain=True, qos=1)
+        self.connected = False
+        self.attempt = 0
+        self.next_attempt = ticks_ms()
+        self.connected_at = 0
+        self.stopping = False
+        self.poller = select.poll()
+        self._registered = []
+        self._active = None
+        self._view = None
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self):
+        """Runs until stop() or KeyboardInterrupt; then says offline and disconnects cleanly."""
+        compat.on_terminate(self._on_signal)
+        try:
+            self._flush()
+            while not self.stopping:
+                self.step(MAX_WAIT_MS)
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        finally:
+            self.shutdown()
+
+    def _on_signal(self):
+        self.stopping = True
+        raise KeyboardInterrupt
+
+    def stop(self):
+        self.stopping = True
+
+    def step(self, max_wait_ms):
+        """One loop turn: (re)connect when due, sleep in poll(), handle what is ready."""
+        now = ticks_ms()
+        if not self.connected and ticks_diff(now, self.next_attempt) >= 0:
+            self._connect()
+        self._sync_pollables()
+        events = self.poller.poll(self._timeout(max_wait_ms))
+        sock = self.client.sock
+        readable = False
+        for ev in events:
+            if ev[0] is sock:
+                readable = True
+        now = ticks_ms()
+        for src in self.sources:
+            try:
+                lines = src.read(now)
+            except Exception as e:  # a source must never stop the basket
+                log.error("item source failed: %r", e)
+                lines = ()
+            for line in lines:
+                self.controller.item(line)
+        if self.connected:
+            try:
+                for topic, payload in self.client.service(readable):
+                    self._message(topic, payload)
+            except (OSError, MQTTException) as e:
+                self._lost(e)
+        self._flush()
+
+    def item(self, line):
+        """Python API for a detector in this process (call it from the loop's thread, e.g. in
+        an item source's read()): one line of the item protocol; True when the cart changed."""
+        changed = self.controller.item(line)
+        self._flush()
+        return changed
+
+    def _timeout(self, max_wait_ms):
+        now = ticks_ms()
+        wait = max_wait_ms
+        if self.connected:
+            nxt = self.client.next_ms()
+            if nxt is not None:
+                wait = min(wait, nxt)
+        else:
+            wait = min(wait, max(0, ticks_diff(self.next_attempt, now)))
+        for src in self.sources:
+            nxt = src.next_ms(now)
+            if nxt is not None:
+                wait = min(wait, nxt)
+        return max(0, wait)
+
+    def _sync_pollables(self):
+        want = []
+        if self.connected and self.client.sock is not None:
+            want.append(self.client.sock)
+        for src in self.sources:
+            want.extend(src.pollables())
+        if want == self._registered:
+            return
+        for obj in self._registered:
+            try:
+                self.poller.unregister(obj)
+            except (OSError, KeyError, ValueError):
+                pass
+        for obj in want:
+            self.poller.register(obj, select.POLLIN)
+        self._registered = want
+
+    # -- the link -----------------------------------------------------------------------------
+    def _connect(self):
+        cfg = self.cfg
+        try:
+            present = self.client.connect()
+            self.client.subscribe(self.status_topic, 1)
+            self.client.publish(self.avail_topic, b"online", retain=True, qos=1)
+        except (OSError, MQTTException) as e:
+            self.client.close()
+            delay = backoff_ms(self.attempt)
+            self.attempt += 1
+            self.next_attempt = ticks_add(ticks_ms(), delay)
+            log.warning("connect attempt %d to %s:%d failed: %s; retrying in %d.%d s",
+                        self.attempt, cfg.host, cfg.port, _reason(e), delay // 1000,
+                        delay % 1000 // 100)
+            return False
+        self.connected = True
+        self.connected_at = ticks_ms()
+        self.controller.resync()
+        log.info("connected to %s:%d as %s (session %s); subscribed to %s", cfg.host, cfg.port,
+                 cfg.client_id, "resumed" if present else "new", self.status_topic)
+        return True
+
+    def _lost(self, e):
+        self.client.close()
+        self.connected = False
+        if ticks_diff(ticks_ms(), self.connected_at) >= STABLE_MS:
+            self.attempt = 0
+        delay = backoff_ms(self.attempt)
+        self.attempt += 1
+        self.next_attempt = ticks_add(ticks_ms(), delay)
+        log.warning("link to %s:%d lost: %s; reconnecting in %d.%d s", self.cfg.host,
+                    self.cfg.port, _reason(e), delay // 1000, delay % 1000 // 100)
+
+    def _message(self, topic, payload):
+        if topic != self.status_topic:
+            log.debug("message on unexpected topic %s ignored", topic)
+            return
+        if payload is None:
+            self.controller.reject_command("oversized packet skipped")
+            return
+        self.controller.command(payload)
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _flush(self):
+        c = self.controller
+        for level, text in c.take_notes():
+            getattr(log, level)(text)
+        state = c.take_dirty()
+        if state is not None:
+            store.save(self.cfg.state_file, state)
+        shopping = c.state == SHOPPING
+        if shopping != self._active:
+            self._active = shopping
+            for src in self.sources:
+                src.set_active(shopping)
+        view = c.view()
+        if view != self._view and self.display is not None:
+            self._view = view
+            try:
+                self.display.render(view)
+            except Exception as e:  # a broken display must not stop the basket
+                log.error("display failed, switching it off: %r", e)
+                self.display = None
+        if self.connected:
+            payload = c.take_update()
+            if payload is not None:
+                try:
+                    self.client.publish(self.update_topic, payload, retain=True, qos=1)
+                    log.info("update %s", payload.decode())
+                except (OSError, MQTTException) as e:
+                    c.resync()
+                    self._lost(e)
+
+    def shutdown(self):
+        """Says offline, disconnects cleanly (the will is not sent), closes the sources."""
+        if self.connected:
+            try:
+                self.client.publish(self.avail_topic, b"offline", retain=True, qos=1)
+                deadline = ticks_add(ticks_ms(), 1000)
+                while self.client.inflight and ticks_diff(deadline, ticks_ms()) > 0:
+                    self.client.poll(max(0, ticks_diff(deadline, ticks_ms())))
+            except (OSError, MQTTException):
+                pass
+            self.client.disconnect()
+            self.connected = False
+        for src in self.sources:
+            try:
+                src.close()
+            except Exception:
+                pass
+        c = self.controller.counters
+        log.info("stopped; commands %d (rejected %d), items %d (rejected %d, ignored %d)",
+                 c["commands"], c["rejected_commands"], c["items"], c["rejected_items"],
+                 c["ignored_items"])
+
+
+def _reason(e):
+    if isinstance(e, MQTTException):
+        return str(e)
+    text = str(e) or type(e).__name__
+    if e.args and isinstance(e.args[0], int) and len(e.args) == 1:
+        return _ERRNO_TEXT.get(e.args[0], "error %d" % e.args[0])
+    return text
+
+
+_ERRNO_TEXT = {111: "connection refused", 110: "timed out", 113: "no route to host",
+               104: "connection reset", 32: "broken pipe", 101: "network unreachable",
+               -2: "host name not found", -3: "host name lookup failed"}
