@@ -5,8 +5,8 @@ Writes everything into one folder, gives each basket its own user and random pas
 a state file so that re-running adds baskets (or rotates chosen passwords) without touching the
 others. No secret is ever printed: the summary names the files that hold them.
 
-    python tools/provision.py --baskets 1-200 --out /etc/mosquitto/smartbasket \
-        --tls --host mqtt.example.com
+    sudo python3 tools/provision.py --baskets 1-200 --out /etc/mosquitto/smartbasket --tls \\
+        --host mqtt.example.com
 """
 
 from __future__ import annotations
