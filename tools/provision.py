@@ -55,7 +55,7 @@ def parse_baskets(text: str) -> list[int]:
         raise ValueError("empty basket list")
     for part in text.split(","):
         part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
         if not m:
             raise ValueError(
                 "%r is not a basket number or range (expected e.g. 1-200 or 1,5,9-12)" % part
@@ -90,7 +90,7 @@ def _port_arg(text: str) -> int:
 def _user_arg(text: str) -> str:
     if not USER_RE.fullmatch(text):
         raise argparse.ArgumentTypeError("%r: use 1-64 characters of A-Z a-z 0-9 _ . -" % text)
-    if re.fullmatch(r"basket\d+", text):
+    if re.fullmatch(r"basket[0-9]+", text):
         raise argparse.ArgumentTypeError("%r would clash with the basket user names" % text)
     return text
 
