@@ -78,13 +78,19 @@ class ProvisionedDir:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
         log.close()
-        try:
-            wait_port(self.port)
-            if self.tls_port:
-                wait_port(self.tls_port)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError("mosquitto did not start:\n" + self.log())
+        for port in (self.port, self.tls_port):
+            deadline = time.monotonic() + 10
+            while port:
+                if self.proc.poll() is not None:  # exited: a config or permission error
+                    raise RuntimeError("mosquitto exited (%s):\n%s" % (self.proc.returncode,
+                                                                       self.log()))
+                try:
+                    wait_port(port, timeout=0.2)
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("mosquitto did not start:\n" + self.log())
         return self
 
     def reload(self) -> None:
