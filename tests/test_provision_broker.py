@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -227,10 +228,16 @@ def test_reprovision_keeps_passwords_adds_baskets_and_rotates() -> None:
         finally:
             svc.close()
 
-        # Rotation on a running broker: SIGHUP (systemctl reload) applies it.
+        # Rotation on a running broker: SIGHUP (systemctl reload) applies it, and a client
+        # still connected with the old password (a stolen basket) is thrown out.
         before = b.password(6)
+        stolen = basket(b, 6)
+        kicked = threading.Event()
+        stolen.c.on_disconnect = lambda *a: kicked.set()
         provision(b.dir, "--rotate", "6")
         b.reload()
+        assert kicked.wait(5), "the old session survived the rotation"
+        stolen.close()
         refused(b.port, "basket6", before)
         basket(b, 6).close()
         basket(b, 1).close()
