@@ -287,3 +287,20 @@ def test_dev_broker_ensure_is_idempotent(
     captured = capsys.readouterr()
     for secret in first.values():
         assert secret not in captured.out + captured.err + json.dumps(described)
+
+
+def test_tls_only_has_no_plain_listener(out: Path) -> None:
+    provision(out, "--baskets", "1", "--tls", "--tls-only", "--run-as-user", "root")
+    listeners = [line for line in (out / "mosquitto.conf").read_text().splitlines()
+                 if line.startswith("listener ")]
+    assert listeners == ["listener 8883"]
+    assert read_env(out / "baskets" / "1.env")["MQTT_PORT"] == "8883"
+
+
+def test_broken_state_file_is_a_clear_error(out: Path) -> None:
+    provision(out, "--baskets", "1", "--run-as-user", "root")
+    (out / prov.STATE_NAME).write_text("{not json")
+    res = run_cli("--out", str(out), "--baskets", "2")
+    assert res.returncode == 1
+    assert "cannot read the state file" in res.stderr and "Traceback" not in res.stderr
+    assert (out / prov.STATE_NAME).read_text() == "{not json"  # left for a human to repair
