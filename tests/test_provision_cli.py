@@ -1,0 +1,306 @@
+"""tools/provision.py without a broker: basket lists, argument errors, files, modes, no secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.provisioned import provision, read_env, shared_tmpdir
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import dev_broker  # noqa: E402
+import provision as prov  # noqa: E402
+
+# --- the basket list parser ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1", [1]),
+    ("1-3", [1, 2, 3]),
+    ("1,5,9-12", [1, 5, 9, 10, 11, 12]),
+    (" 3 , 1-2 ", [1, 2, 3]),
+    ("2,2,1-2", [1, 2]),
+    ("7-7", [7]),
+    ("99999", [99999]),
+])  # fmt: skip
+def test_parse_baskets(text: str, expected: list[int]) -> None:
+    assert prov.parse_baskets(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "", " ", "0", "0-3", "3-1", "a", "1-", "-1", "1,,2", "1-2-3", "1.5", "100000", "1-100000",
+    "1;2", "١",  # an Arabic-Indic digit: \d would take it, int() too
+])  # fmt: skip
+def test_parse_baskets_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        prov.parse_baskets(text)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(prov.__file__), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--baskets", "3-1"], "runs backwards"),
+    (["--baskets", "x"], "not a basket number"),
+    (["--baskets", "0"], "between 1 and"),
+    (["--baskets", ""], "empty"),
+    (["--baskets", "1", "--port", "70000"], "outside 1-65535"),
+    (["--baskets", "1", "--port", "http"], "not a port"),
+    (["--baskets", "1", "--service-user", "basket7"], "clash"),
+    (["--baskets", "1", "--service-user", "a b"], "use 1-64"),
+    (["--baskets", "1", "--tls-only"], "needs --tls"),
+    (["--baskets", "1", "--tls", "--port", "8883"], "both 8883"),
+    ([], "--baskets is required"),
+    (["--baskets", "1", "--rotate", "2"], "no such basket"),
+])  # fmt: skip
+def test_bad_arguments_exit_2_without_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    res = run_cli("--out", str(tmp_path / "out"), *args)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert "usage:" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out" / prov.STATE_NAME).exists()
+
+
+# --- generated files ----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "broker"
+
+
+def state(out: Path) -> dict[str, object]:
+    data = json.loads((out / prov.STATE_NAME).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def passwords(out: Path) -> dict[str, str]:
+    pw = state(out)["passwords"]
+    assert isinstance(pw, dict)
+    return pw
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_modes_and_no_secret_printed(out: Path) -> None:
+    res = provision(out, "--baskets", "1-3,10", "--tls", "--run-as-user", "root")
+    printed = res.stdout + res.stderr
+    pw = passwords(out)
+    assert sorted(pw) == ["basket1", "basket10", "basket2", "basket3", "service"]
+    assert len(set(pw.values())) == 5 and all(len(p) >= 32 for p in pw.values())
+    for secret in pw.values():
+        assert secret not in printed
+    assert "PRIVATE KEY" not in printed
+    assert str(out / "service.env") in printed and str(out / prov.STATE_NAME) in printed
+
+    secret_files = [out / prov.STATE_NAME, out / "passwd", out / "acl", out / "service.env",
+                    out / "tls" / "ca.key", out / "tls" / "server.key"]
+    secret_files += [out / "baskets" / ("%d.%s" % (n, ext)) for n in (1, 2, 3, 10)
+                     for ext in ("env", "json")]
+    for f in secret_files:
+        assert mode(f) == 0o600, f
+    assert mode(out / "baskets") == 0o700 and mode(out / "data") == 0o700
+    assert mode(out / "ca.crt") == 0o644 and mode(out / "mosquitto.conf") == 0o644
+    leftovers = [p.name for p in out.rglob(".*")]
+    assert leftovers == []  # no temporary plain-text password file left behind
+
+
+def test_env_and_json_files(out: Path) -> None:
+    provision(out, "--baskets", "1,5", "--host", "mqtt.example.com", "--port", "1884",
+              "--run-as-user", "root")
+    env = read_env(out / "baskets" / "5.env")
+    pw = passwords(out)
+    assert env == {"MQTT_HOST": "mqtt.example.com", "MQTT_PORT": "1884", "MQTT_USER": "basket5",
+                   "MQTT_PASSWORD": pw["basket5"], "MQTT_TOPIC": "basket/5", "BASKET_ID": "5"}
+    assert list(env) == ["MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC",
+                         "BASKET_ID"]
+    assert json.loads((out / "baskets" / "5.json").read_text()) == env
+    assert read_env(out / "service.env") == {
+        "MQTT_HOST": "mqtt.example.com", "MQTT_PORT": "1884", "MQTT_USER": "service",
+        "MQTT_PASSWORD": pw["service"]}  # fmt: skip
+
+    provision(out, "--tls", "--tls-port", "8884")
+    env = read_env(out / "baskets" / "5.env")
+    assert env["MQTT_PORT"] == "8884" and env["MQTT_TLS"] == "1"
+    assert env["MQTT_CAFILE"] == str(out / "ca.crt") and Path(env["MQTT_CAFILE"]).is_file()
+    board = json.loads((out / "baskets" / "5.json").read_text())
+    assert board == dict(env, MQTT_CAFILE="ca.crt")
+    assert read_env(out / "service.env")["MQTT_TLS"] == "1"
+
+
+def test_config_is_absolute_and_complete(
+    out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative --out must still produce absolute paths
+    provision(Path("broker"), "--baskets", "1-50", "--tls", "--bind", "127.0.0.1",
+              "--run-as-user", "root")
+    conf = (out / "mosquitto.conf").read_text()
+    lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    for key in ("password_file", "acl_file", "persistence_location", "certfile", "keyfile"):
+        (value,) = [line.split(" ", 1)[1] for line in lines if line.startswith(key + " ")]
+        assert Path(value).is_absolute() and Path(value).exists(), key
+    for expected in ("listener 1883 127.0.0.1", "listener 8883 127.0.0.1", "allow_anonymous false",
+                     "persistence true", "set_tcp_nodelay true", "max_queued_messages 500",
+                     "user root", "tls_version tlsv1.2"):  # fmt: skip
+        assert expected in lines
+    assert any(line.startswith("persistent_client_expiration ") for line in lines)
+
+
+def test_acl_scheme(out: Path) -> None:
+    provision(out, "--baskets", "2,7", "--service-user", "pricing", "--run-as-user", "root")
+    acl = [line for line in (out / "acl").read_text().splitlines()
+           if line and not line.startswith("#")]
+    assert acl == [
+        "user pricing",
+        "topic read basket/+/update",
+        "topic read basket/+/availability",
+        "topic write basket/+/status",
+        "user basket2",
+        "topic write basket/2/update",
+        "topic write basket/2/availability",
+        "topic read basket/2/status",
+        "user basket7",
+        "topic write basket/7/update",
+        "topic write basket/7/availability",
+        "topic read basket/7/status",
+    ]
+    assert [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()] == [
+        "basket2", "basket7", "pricing"]  # fmt: skip
+
+
+def test_rerun_keeps_passwords_and_settings(out: Path) -> None:
+    provision(out, "--baskets", "1-2", "--port", "1999", "--run-as-user", "root")
+    first = passwords(out)
+    env1 = (out / "baskets" / "1.env").read_text()
+    provision(out, "--baskets", "2-4")
+    second = passwords(out)
+    assert {k: second[k] for k in first} == first
+    assert sorted(second) == ["basket1", "basket2", "basket3", "basket4", "service"]
+    assert (out / "baskets" / "1.env").read_text() == env1
+    assert read_env(out / "baskets" / "4.env")["MQTT_PORT"] == "1999"
+    assert "basket4" in (out / "acl").read_text()
+
+    provision(out, "--rotate", "1", "--rotate-service")
+    third = passwords(out)
+    assert third["basket1"] != first["basket1"] and third["service"] != first["service"]
+    assert third["basket2"] == first["basket2"]
+    assert read_env(out / "baskets" / "1.env")["MQTT_PASSWORD"] == third["basket1"]
+
+
+def test_tls_certificates(out: Path) -> None:
+    provision(out, "--baskets", "1", "--tls", "--host", "mqtt.example.com", "--san", "10.0.0.5",
+              "--run-as-user", "root")
+    crt = out / "tls" / "server.crt"
+    text = subprocess.run(["openssl", "x509", "-in", str(crt), "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "DNS:mqtt.example.com" in text and "IP Address:10.0.0.5" in text
+    assert "DNS:localhost" not in text
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(crt)],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+
+    # A re-run keeps the CA (baskets hold it); a new name renews only the server certificate.
+    ca_before = (out / "ca.crt").read_bytes()
+    crt_before = crt.read_bytes()
+    provision(out, "--baskets", "2")
+    assert crt.read_bytes() == crt_before
+    provision(out, "--san", "10.0.0.6")
+    assert (out / "ca.crt").read_bytes() == ca_before and crt.read_bytes() != crt_before
+
+
+def test_default_certificate_names(out: Path) -> None:
+    provision(out, "--baskets", "1", "--tls", "--run-as-user", "root")
+    text = subprocess.run(["openssl", "x509", "-in", str(out / "tls" / "server.crt"), "-noout",
+                           "-ext", "subjectAltName"], capture_output=True, text=True).stdout
+    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership changes need root")
+def test_root_hands_broker_files_to_the_broker_user(tmp_path: Path) -> None:
+    import pwd
+
+    uid = pwd.getpwnam("mosquitto").pw_uid
+    where = shared_tmpdir("prov-cli-")
+    try:
+        out = where / "broker"
+        res = provision(out, "--baskets", "1", "--tls")
+        assert "warning" not in res.stderr
+        for f in ("passwd", "acl", "data", "tls/server.key"):
+            assert (out / f).stat().st_uid == uid, f
+        for f in (prov.STATE_NAME, "service.env", "baskets/1.env", "tls/ca.key"):
+            assert (out / f).stat().st_uid == 0, f
+        # pytest's tmp_path is 0700: Mosquitto could not enter it once it dropped to the user.
+        res = provision(tmp_path / "hidden", "--baskets", "1")
+        assert "warning: user 'mosquitto' cannot enter" in res.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_password_hash_format() -> None:
+    # Recomputed independently: PBKDF2-HMAC-SHA512, 101 rounds, base64 salt and key.
+    import base64
+    import hashlib
+
+    salt = bytes(range(12))
+    h = prov.hash_password("secret", salt)
+    kind, rounds, b64salt, b64key = h.split("$")[1:]
+    assert (kind, rounds, base64.b64decode(b64salt)) == ("7", "101", salt)
+    assert base64.b64decode(b64key) == hashlib.pbkdf2_hmac("sha512", b"secret", salt, 101)
+    assert prov.hash_password("secret") != prov.hash_password("secret")  # fresh salt each time
+
+
+# --- the development broker ---------------------------------------------------------------------
+
+
+def test_dev_broker_ensure_is_idempotent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "dev"
+    b = dev_broker.ensure(port=18999, out=d)
+    assert b.conf == d / "mosquitto.conf" and b.basket_env(3).is_file()
+    assert "user root" in b.conf.read_text() and "listener 18999 127.0.0.1" in b.conf.read_text()
+    first = passwords(d)
+    assert sorted(first) == ["basket1", "basket2", "basket3", "service"]
+    mtime = (d / "passwd").stat().st_mtime_ns
+    dev_broker.ensure(port=18999, out=d)
+    assert (d / "passwd").stat().st_mtime_ns == mtime  # nothing regenerated
+    b = dev_broker.ensure(port=19000, out=d)
+    assert passwords(d) == first and "listener 19000 127.0.0.1" in b.conf.read_text()
+    assert read_env(b.basket_env(1))["MQTT_PORT"] == "19000"
+    described = b.describe()
+    assert described["BROKER_PORT"] == "19000" and described["BROKER_CONF"] == str(b.conf)
+    captured = capsys.readouterr()
+    for secret in first.values():
+        assert secret not in captured.out + captured.err + json.dumps(described)
+
+
+def test_tls_only_has_no_plain_listener(out: Path) -> None:
+    provision(out, "--baskets", "1", "--tls", "--tls-only", "--run-as-user", "root")
+    listeners = [line for line in (out / "mosquitto.conf").read_text().splitlines()
+                 if line.startswith("listener ")]
+    assert listeners == ["listener 8883"]
+    assert read_env(out / "baskets" / "1.env")["MQTT_PORT"] == "8883"
+
+
+def test_broken_state_file_is_a_clear_error(out: Path) -> None:
+    provision(out, "--baskets", "1", "--run-as-user", "root")
+    (out / prov.STATE_NAME).write_text("{not json")
+    res = run_cli("--out", str(out), "--baskets", "2")
+    assert res.returncode == 1
+    assert "cannot read the state file" in res.stderr and "Traceback" not in res.stderr
+    assert (out / prov.STATE_NAME).read_text() == "{not json"  # left for a human to repair
