@@ -129,14 +129,20 @@ class Service:
             log.info("stopped; applied %s; rejected %s", dict(self.applied), dict(self.rejected))
 
     def handle(self, item: Incoming) -> None:
+        """Processes one message; it is acknowledged only once its effects are durable, and
+        the one-line summary is logged after that (tests wait on it)."""
+        done = ""
         try:
             basket, kind = contract.parse_topic(item.topic)
             if kind == "availability":
                 online = contract.parse_availability(item.payload)
                 self._with_db(lambda: store.set_availability(self.db, basket, online))
-                log.info("basket %d is %s", basket, "online" if online else "offline")
-            elif not self._price(contract.parse_update(basket, item.payload), item):
-                return
+                done = "basket %d is %s" % (basket, "online" if online else "offline")
+            else:
+                summary = self._price(contract.parse_update(basket, item.payload), item)
+                if summary is None:
+                    return
+                done = summary
         except Stopped:
             return
         except Rejected as r:
@@ -152,9 +158,12 @@ class Service:
             log.exception("internal error on %s; message dropped", item.topic[:80])
             self.rejected["internal_error"] += 1
         self._ack(item)
+        if done:
+            log.info("%s", done)
 
-    def _price(self, upd: contract.Update, item: Incoming) -> bool:
-        """Returns False when the message must not be acknowledged (it will come again)."""
+    def _price(self, upd: contract.Update, item: Incoming) -> str | None:
+        """Returns a summary, or None when the message must not be acknowledged (the broker
+        delivers it again and the inbox recognises it)."""
         via = "retained" if item.retain else "live"
         applied = self._with_db(lambda: store.apply_update(
             self.db, upd, self.products, via=via, client_id=self.settings.client_id,
@@ -163,15 +172,15 @@ class Service:
         if applied.unknown:
             log.warning("basket %d: unknown product code(s) %s priced 0", upd.basket,
                         ",".join(applied.unknown))
-        log.info("basket %d: %s cart %s -> total %d", upd.basket, applied.action, upd.cart,
-                 applied.total)
+        summary = "basket %d: %s cart %s -> total %d" % (upd.basket, applied.action, upd.cart,
+                                                         applied.total)
         if not applied.publish:
-            return True
+            return summary + " (already sent)"
         if not self._publish(contract.status_topic(upd.basket),
                              contract.total_payload(upd.basket, applied.total)):
-            return False
+            return None
         self._with_db(lambda: store.mark_total_sent(self.db, upd.basket, applied.digest))
-        return True
+        return summary
 
     def _publish(self, topic: str, payload: bytes) -> bool:
         info = self.client.publish(topic, payload, qos=1)
