@@ -3,6 +3,8 @@ and the command line's handling of bad settings (exit 2, the variable named, no 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from basket_service import catalog, config, contract
@@ -177,3 +179,15 @@ def test_history_is_append_only(tmp_path):
             t.run("DELETE FROM history")
     assert len(store.history(d)) == 1
     d.close()
+
+
+def test_cli_start_rolls_back_when_the_broker_is_unreachable(tmp_path):
+    from tests.support.broker import free_port
+
+    env = {"PATH": "/usr/bin:/bin", "BASKET_DB": str(tmp_path / "b.db"),
+           "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(free_port())}
+    r = cli(env, "start", "5")
+    assert r.returncode == 1 and "cannot reach MQTT broker" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    carts = [json.loads(x) for x in cli(env, "carts", "--json").stdout.splitlines()]
+    assert [(c["basket"], c["in_use"]) for c in carts] == [(5, False)]
