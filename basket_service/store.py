@@ -1,0 +1,203 @@
+"""What the service and the command line do to the database: apply an update exactly once,
+record availability, open/close sessions, write receipts, list carts and receipts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from basket_service import catalog
+from basket_service.catalog import Priced, Product
+from basket_service.contract import Update
+from basket_service.db import Database, Tx, now
+
+
+class SessionError(RuntimeError):
+    """A session command does not fit the basket's state (e.g. start on a basket in use)."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one update did. `publish` is True when the basket's total still has to be
+    sent (a new state, or a state whose total was never confirmed as sent)."""
+
+    action: str  # new | repeat | restored | duplicate
+    basket: int
+    digest: str
+    total: int
+    unknown: list[str]
+    publish: bool
+
+
+def load_products(db: Database, products: Mapping[str, Product]) -> None:
+    """Replaces the catalogue in the database with `products` in one transaction."""
+    stamp = now()
+    with db.tx() as t:
+        t.run("DELETE FROM products")
+        for p in products.values():
+            t.run("INSERT INTO products (code, name, price, discount_percent, loaded_at)"
+                  " VALUES (?, ?, ?, ?, ?)", (p.code, p.name, p.price, p.discount_percent, stamp))
+
+
+def read_products(t: Tx) -> dict[str, Product]:
+    return catalog.from_rows(t.all("SELECT code, name, price, discount_percent FROM products"))
+
+
+def apply_update(db: Database, upd: Update, products: Mapping[str, Product], *, via: str,
+                 client_id: str = "", mid: int | None = None, dup: bool = False,
+                 retained: bool = False) -> Applied:
+    """Applies one accepted update in one transaction, so each update is priced once:
+    - a redelivery (MQTT DUP) of a message this client already committed is a duplicate;
+    - a cart equal to the basket's current cart adds nothing to the history;
+    - a retained cart already seen in this session restores it as current (a member of a
+      share group that comes back late may have applied an older update in between)."""
+    digest = upd.digest
+    with db.tx() as t:
+        _, session, _, cur_digest, cur_total, total_sent = t.lock_basket(upd.basket)
+        if dup and mid is not None:
+            seen = t.one("SELECT digest FROM inbox WHERE client_id = ? AND mid = ?",
+                         (client_id, mid))
+            if seen and seen[0] == digest:
+                publish = cur_digest == digest and not total_sent
+                return Applied("duplicate", upd.basket, digest, int(cur_total), [], publish)
+        if mid is not None:
+            t.run("INSERT INTO inbox (client_id, mid, digest) VALUES (?, ?, ?) ON CONFLICT"
+                  " (client_id, mid) DO UPDATE SET digest = excluded.digest",
+                  (client_id, mid, digest))
+        if cur_digest == digest:
+            return Applied("repeat", upd.basket, digest, int(cur_total), [], not total_sent)
+        priced = catalog.price(upd.items, products)
+        action = "new"
+        if retained:
+            same_session = "session_id IS NULL" if session is None else "session_id = ?"
+            params = (upd.basket, digest) if session is None else (upd.basket, digest, session)
+            if t.one("SELECT 1 FROM history WHERE basket = ? AND digest = ? AND "
+                     + same_session + " LIMIT 1", params):
+                action = "restored"
+        if action == "new":
+            t.run("INSERT INTO history (basket, session_id, received_at, cart, digest, total,"
+                  " unknown, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (upd.basket, session, now(), upd.cart, digest, priced.total,
+                   ",".join(priced.unknown), via))
+        t.run("UPDATE baskets SET cart = ?, cart_digest = ?, total = ?, total_sent = 0,"
+              " updated_at = ? WHERE id = ?", (upd.cart, digest, priced.total, now(), upd.basket))
+        return Applied(action, upd.basket, digest, priced.total, priced.unknown, True)
+
+
+def mark_total_sent(db: Database, basket: int, digest: str) -> None:
+    with db.tx() as t:
+        t.run("UPDATE baskets SET total_sent = 1 WHERE id = ? AND cart_digest = ?",
+              (basket, digest))
+
+
+def set_availability(db: Database, basket: int, online: bool) -> None:
+    with db.tx() as t:
+        t.lock_basket(basket)
+        t.run("UPDATE baskets SET online = ?, availability_at = ? WHERE id = ?",
+              (int(online), now(), basket))
+
+
+def count_rejected(db: Database, reason: str) -> None:
+    with db.tx() as t:
+        t.bump("rejected")
+        t.bump("rejected." + reason)
+
+
+def counters(db: Database) -> dict[str, int]:
+    with db.tx() as t:
+        return {str(n): int(v) for n, v in t.all("SELECT name, value FROM counters")}
+
+
+def start_session(db: Database, basket: int) -> int:
+    with db.tx() as t:
+        in_use, session, *_ = t.lock_basket(basket)
+        if in_use:
+            raise SessionError("basket %d is in use (session %d); end or check it out first"
+                               % (basket, session))
+        row = t.one("INSERT INTO sessions (basket, started_at) VALUES (?, ?) RETURNING id",
+                    (basket, now()))
+        assert row is not None
+        # total_sent = 0: the basket's first update of the session gets a total even if the
+        # cart equals the last one seen.
+        t.run("UPDATE baskets SET in_use = 1, session_id = ?, total_sent = 0 WHERE id = ?",
+              (row[0], basket))
+        return int(row[0])
+
+
+def _close(t: Tx, basket: int, outcome: str) -> int:
+    in_use, session, *_ = t.lock_basket(basket)
+    if not in_use:
+        raise SessionError("basket %d is not in use" % basket)
+    t.run("UPDATE sessions SET ended_at = ?, outcome = ? WHERE id = ?", (now(), outcome, session))
+    t.run("UPDATE baskets SET in_use = 0, session_id = NULL WHERE id = ?", (basket,))
+    return int(session)
+
+
+def end_session(db: Database, basket: int, outcome: str = "cancelled") -> int:
+    with db.tx() as t:
+        return _close(t, basket, outcome)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: int
+    basket: int
+    session: int | None
+    created_at: str
+    priced: Priced
+
+
+def checkout(db: Database, basket: int) -> Receipt:
+    """Prices the basket's current cart from the database's catalogue, writes the receipt and
+    frees the basket, all in one transaction."""
+    with db.tx() as t:
+        cart = t.lock_basket(basket)[2]
+        session = _close(t, basket, "checkout")
+        priced = catalog.price(json.loads(cart), read_products(t))
+        stamp = now()
+        row = t.one("INSERT INTO receipts (basket, session_id, created_at, total, unknown)"
+                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    (basket, session, stamp, priced.total, ",".join(priced.unknown)))
+        assert row is not None
+        for n, ln in enumerate(priced.lines, start=1):
+            t.run("INSERT INTO receipt_lines (receipt_id, line_no, code, name, count, unit_price,"
+                  " amount, known) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (row[0], n, ln.code, ln.name, ln.count, ln.unit_price, ln.amount, int(ln.known)))
+        return Receipt(int(row[0]), basket, session, stamp, priced)
+
+
+def carts(db: Database) -> list[dict[str, object]]:
+    with db.tx() as t:
+        rows = t.all("SELECT id, in_use, session_id, online, cart, total, updated_at"
+                     " FROM baskets ORDER BY id")
+    return [{"basket": r[0], "in_use": bool(r[1]), "session": r[2],
+             "online": None if r[3] is None else bool(r[3]), "cart": json.loads(r[4]),
+             "total": r[5], "updated_at": r[6]} for r in rows]
+
+
+def receipts(db: Database, limit: int = 20) -> list[dict[str, object]]:
+    with db.tx() as t:
+        heads = t.all("SELECT id, basket, session_id, created_at, total, unknown FROM receipts"
+                      " ORDER BY id DESC LIMIT ?", (limit,))
+        out: list[dict[str, object]] = []
+        for rid, basket, session, created, total, unknown in heads:
+            lines = t.all("SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
+                          " WHERE receipt_id = ? ORDER BY line_no", (rid,))
+            out.append({"receipt": rid, "basket": basket, "session": session,
+                        "created_at": created, "total": total,
+                        "unknown": [c for c in unknown.split(",") if c],
+                        "lines": [{"code": c, "name": n, "count": k, "unit_price": u,
+                                   "amount": a, "known": bool(kn)}
+                                  for c, n, k, u, a, kn in lines]})
+    return out
+
+
+def history(db: Database, basket: int | None = None) -> list[dict[str, object]]:
+    where, params = ("WHERE basket = ?", (basket,)) if basket is not None else ("", ())
+    with db.tx() as t:
+        rows = t.all("SELECT id, basket, session_id, received_at, cart, total, unknown, via"
+                     " FROM history " + where + " ORDER BY id", params)
+    return [{"id": r[0], "basket": r[1], "session": r[2], "received_at": r[3],
+             "cart": json.loads(r[4]), "total": r[5], "unknown": r[6], "via": r[7]}
+            for r in rows]

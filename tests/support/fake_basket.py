@@ -1,0 +1,71 @@
+"""A basket played by a paho peer: publishes contract updates (retained, QoS 1) and
+availability, and collects what arrives on basket/<n>/status. The one place to swap in the
+real controller (python -m mqtt_controller) once it is merged."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.peer import Peer
+
+
+def encode_update(basket: int, cart: dict[str, int]) -> bytes:
+    """The contract's compact form: no spaces, codes sorted."""
+    return json.dumps({"id": basket, "list": dict(sorted(cart.items()))},
+                      separators=(",", ":")).encode()
+
+
+def total_message(basket: int, total: int) -> bytes:
+    return json.dumps({"msg": "total", "payload": {"basketid": basket, "totalprice": total}},
+                      separators=(",", ":")).encode()
+
+
+class FakeBasket:
+    def __init__(self, port: int, n: int, user: str | None = None,
+                 password: str | None = None) -> None:
+        self.n = n
+        self.base = "basket/%d" % n
+        self.peer = Peer(port, user or "basket%d" % n, password or "basket%d-pw" % n)
+        self.peer.subscribe(self.base + "/status")
+
+    @property
+    def status_topic(self) -> str:
+        return self.base + "/status"
+
+    def online(self) -> None:
+        self.peer.publish(self.base + "/availability", b"online", retain=True)
+
+    def offline(self) -> None:
+        self.peer.publish(self.base + "/availability", b"offline", retain=True)
+
+    def send(self, cart: dict[str, int]) -> bytes:
+        payload = encode_update(self.n, cart)
+        self.peer.publish(self.base + "/update", payload, retain=True)
+        return payload
+
+    def send_raw(self, payload: bytes, topic: str | None = None) -> None:
+        self.peer.publish(topic or self.base + "/update", payload, retain=False)
+
+    def statuses(self) -> list[bytes]:
+        return self.peer.payloads(self.status_topic)
+
+    def totals(self) -> list[int]:
+        out = []
+        for p in self.statuses():
+            if p.startswith(b"{"):
+                doc = json.loads(p)
+                assert doc["payload"]["basketid"] == self.n, doc
+                out.append(doc["payload"]["totalprice"])
+        return out
+
+    def mark(self) -> int:
+        return self.peer.mark()
+
+    def wait_status(self, payload: bytes, timeout: float = 10.0, start: int = 0) -> int:
+        return self.peer.wait_payload(self.status_topic, payload, timeout, start)
+
+    def wait_total(self, total: int, timeout: float = 10.0, start: int = 0) -> int:
+        return self.wait_status(total_message(self.n, total), timeout, start)
+
+    def close(self) -> None:
+        self.peer.close()
