@@ -11,6 +11,7 @@
 #   next_ms(now_ms)  -> ms until read() wants to run again (cycle end, command pacing, reopen
 #                    back-off), or None when nothing is due (idle basket, all readers open).
 #   set_active(shopping)  start polling (True) or stop polling and forget all tags (False).
+#                    (An optional now_ms argument exists for tests.)
 #   close()          stop the readers and close their ports.
 #   stats()          counters for diagnostics (dict of ints).
 #
@@ -59,7 +60,8 @@ class _Reader:
 
 
 class RfidSource:
-    def __init__(self, ports, power_x100, region, rssi_min, presence, absence, cycle_ms):
+    def __init__(self, ports, power_x100, region, rssi_min, presence, absence, cycle_ms,
+                 now_ms=None):
         self.cycle_ms = cycle_ms
         self.tracker = Tracker(rssi_min, presence, absence)
         self.active = False
@@ -73,7 +75,7 @@ class RfidSource:
             self._setup.append(yrm100.cmd_set_region(region))
         self._setup.append(yrm100.cmd_set_power(power_x100))
         self.readers = [_Reader(p) for p in ports]
-        now = ticks_ms()
+        now = ticks_ms() if now_ms is None else now_ms
         for r in self.readers:
             self._open(r, now)
 
@@ -113,11 +115,11 @@ class RfidSource:
                 best = d
         return None if best is None else max(0, best)
 
-    def set_active(self, shopping):
+    def set_active(self, shopping, now_ms=None):
         shopping = bool(shopping)
         if shopping == self.active or self.closed:
             return
-        now = ticks_ms()
+        now = ticks_ms() if now_ms is None else now_ms
         self.active = shopping
         self.tracker.reset()
         self.cycle_start = now
