@@ -109,3 +109,10 @@ def test_open_display_specs():
     for bad in ("lcd:1", "lcd:x:0x27", "lcd:1:0x99", "lcd:1:0x27:21", "oled", "lcd:1:0x27:a:b"):
         e = raises(ValueError, display.open_display, bad)
         assert "DISPLAY" in str(e), bad
+
+
+def test_real_bus_that_does_not_exist_is_survived():
+    d = display.open_display("lcd:99:0x27")  # no /dev/i2c-99 (no fcntl on MicroPython unix)
+    assert not d.working
+    d.render(("idle", 1, 0, None))
+    d.close()
