@@ -127,9 +127,10 @@ class Controller:
 
 
 def group_thousands(n):
-    s = str(n)
+    """15000 -> "15,000" (MicroPython's format() has no "," option)."""
+    s = str(abs(n))
     out = ""
     while len(s) > 3:
         out = "," + s[-3:] + out
         s = s[:-3]
-    return s + out
+    return ("-" if n < 0 else "") + s + out

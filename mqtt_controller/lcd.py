@@ -1,0 +1,133 @@
+# HD44780 16x2 character LCD behind a PCF8574 I2C backpack (4-bit mode), and the I2C buses it
+# can sit on: /dev/i2c-N through fcntl ioctl I2C_SLAVE (the Pi, standard library only) or
+# machine.I2C (a board). Hardware modules are imported inside the bus classes.
+#
+# Bus interface: writeto(addr, data) (raises OSError), close().
+# Lcd(bus, addr): init(), write_line(row, text), command(byte), set_backlight(on).
+from mqtt_controller.compat import const, sleep_ms
+
+# PCF8574 port bits on the usual backpack: P0 RS, P1 RW, P2 E, P3 backlight, P4-P7 D4-D7.
+RS = const(0x01)
+EN = const(0x04)
+BACKLIGHT = const(0x08)
+
+COLS = const(16)
+ROWS = const(2)
+_ROW_ADDR = (0x00, 0x40)
+
+CLEAR = const(0x01)
+ENTRY_INC = const(0x06)  # cursor moves right, no display shift
+DISPLAY_ON = const(0x0C)  # display on, cursor and blink off
+DISPLAY_OFF = const(0x08)
+FUNCTION_4BIT_2LINE = const(0x28)  # 4-bit bus, 2 lines, 5x8 font
+SET_DDRAM = const(0x80)
+
+I2C_SLAVE = const(0x0703)  # linux/i2c-dev.h
+
+
+class Lcd:
+    def __init__(self, bus, addr=0x27, backlight=True):
+        self.bus = bus
+        self.addr = addr
+        self.bl = BACKLIGHT if backlight else 0
+
+    def _nibble(self, nib, rs):
+        # The controller latches D4-D7 on the falling edge of E: data with E high, then E low.
+        v = ((nib & 0x0F) << 4) | self.bl | rs
+        return bytes((v | EN, v))
+
+    def _byte(self, b, rs):
+        return self._nibble(b >> 4, rs) + self._nibble(b, rs)
+
+    def command(self, c):
+        self.bus.writeto(self.addr, self._byte(c, 0))
+        if c == CLEAR:
+            sleep_ms(2)  # clear takes 1.52 ms
+
+    def init(self):
+        """The HD44780 "initialisation by instruction" sequence for a 4-bit bus."""
+        self.bus.writeto(self.addr, bytes((self.bl,)))
+        sleep_ms(50)  # > 40 ms after power-up
+        for wait in (5, 1, 1):  # three times "8-bit mode", whatever state it was left in
+            self.bus.writeto(self.addr, self._nibble(0x3, 0))
+            sleep_ms(wait)
+        self.bus.writeto(self.addr, self._nibble(0x2, 0))  # now 4-bit
+        sleep_ms(1)
+        for c in (FUNCTION_4BIT_2LINE, DISPLAY_OFF, CLEAR, ENTRY_INC, DISPLAY_ON):
+            self.command(c)
+
+    def write_line(self, row, text):
+        """Writes one whole row (padded or cut to 16 characters) in a single I2C transfer."""
+        data = self._byte(SET_DDRAM | _ROW_ADDR[row], 0)
+        text = text[:COLS]
+        text = text + " " * (COLS - len(text))
+        for ch in text:
+            o = ord(ch)
+            data += self._byte(o if 0x20 <= o <= 0x7D else 0x3F, RS)  # the ROM's ASCII range
+        self.bus.writeto(self.addr, data)
+
+    def set_backlight(self, on):
+        self.bl = BACKLIGHT if on else 0
+        self.bus.writeto(self.addr, bytes((self.bl,)))
+
+
+class LinuxI2C:
+    """/dev/i2c-N with the standard library (the Pi: enable I2C, bus 1 on pins 3/5)."""
+
+    def __init__(self, bus):
+        import fcntl
+        import os
+
+        self._os = os
+        self._ioctl = fcntl.ioctl
+        self._fd = os.open("/dev/i2c-%d" % bus, os.O_RDWR)
+        self._addr = None
+
+    def writeto(self, addr, data):
+        if self._fd is None:
+            raise OSError(9, "I2C bus closed")
+        if addr != self._addr:
+            self._ioctl(self._fd, I2C_SLAVE, addr)
+            self._addr = addr
+        n = self._os.write(self._fd, data)
+        if n != len(data):
+            raise OSError(5, "short I2C write")
+
+    def close(self):
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                self._os.close(fd)
+            except OSError:
+                pass
+
+
+class MachineI2C:
+    """machine.I2C on a board; sda/scl pin numbers, or the port's defaults when None."""
+
+    def __init__(self, bus, sda=None, scl=None, freq=100000):
+        from machine import I2C, Pin
+
+        if sda is None:
+            self._i2c = I2C(bus, freq=freq)
+        else:
+            self._i2c = I2C(bus, sda=Pin(sda), scl=Pin(scl), freq=freq)
+
+    def writeto(self, addr, data):
+        self._i2c.writeto(addr, data)
+
+    def close(self):
+        pass
+
+
+def open_bus(bus, sda=None, scl=None):
+    """The I2C bus for this platform: machine.I2C where it exists, else /dev/i2c-<bus>."""
+    try:
+        import machine
+
+        board = hasattr(machine, "I2C")
+    except ImportError:
+        board = False
+    if board:
+        return MachineI2C(bus, sda, scl)
+    return LinuxI2C(bus)

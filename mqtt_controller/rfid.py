@@ -1,0 +1,360 @@
+# RFID item source: one or more YRM100 readers -> presence tracker -> item lines for the cart.
+# Only polls the readers while the basket is shopping; a reader that vanishes is reopened with
+# back-off while the others keep working.
+#
+# The ItemSource interface (what the runtime calls):
+#   pollables()      objects/fds to register with select.poll for POLLIN. The list changes when a
+#                    reader is lost or reopened: re-read it after every read() call.
+#   read(now_ms)     -> list of item lines ("CODE=N": N distinct EPCs of that product now in the
+#                    basket, "CODE=0" when it left). Call it when a pollable is readable and on
+#                    every loop turn. Never blocks, never raises (logs and counts instead).
+#   next_ms(now_ms)  -> ms until read() wants to run again (cycle end, command pacing, reopen
+#                    back-off), or None when nothing is due (idle basket, all readers open).
+#   set_active(shopping)  start polling (True) or stop polling and forget all tags (False).
+#                    (An optional now_ms argument exists for tests.)
+#   close()          stop the readers and close their ports.
+#   stats()          counters for diagnostics (dict of ints).
+#
+# open_source(spec, settings): spec is what follows "rfid:" in ITEM_SOURCE, readers separated by
+# commas: device paths ("/dev/ttyUSB0,/dev/ttyUSB1", termios; CPython and the MicroPython unix
+# port) or board UARTs ("uart2", "uart1:17:16" = UART 1 with TX pin 17, RX pin 16). settings is
+# a dict (strings from the environment or numbers from config.json); missing keys use DEFAULTS.
+# A bad value raises ValueError naming the key.
+from mqtt_controller import log, yrm100
+from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
+from mqtt_controller.presence import Tracker
+from mqtt_controller.serialport import make_port
+
+DEFAULTS = {
+    "RFID_POWER": 26,  # dBm
+    "RFID_REGION": "KR",  # KR, US, EU, CN900, CN800, a region code, or "keep" (don't set)
+    "RFID_RSSI_MIN": -58,  # dBm; weaker reads do not count
+    "RFID_PRESENCE": 1,  # cycles in a row a tag must be seen before it counts
+    "RFID_ABSENCE": 2,  # missed cycles after which a tag leaves
+    "RFID_CYCLE_MS": 500,  # length of a polling cycle
+}
+MAX_READERS = 8
+POLL_COUNT = 10000  # inventory rounds per multiple-polling command
+REARM_MS = 60000  # re-issue the polling command this often, in case the module stopped
+CMD_GAP_MS = 100  # wait this long for a response before sending the next command
+REOPEN_MIN_MS = 500
+REOPEN_MAX_MS = 16000
+
+
+class _Reader:
+    def __init__(self, port):
+        self.port = port
+        self.name = port.name
+        self.decoder = yrm100.Decoder()
+        self.is_open = False
+        self.backoff = REOPEN_MIN_MS
+        self.retry_at = 0
+        self.failures = 0  # open attempts failed in a row
+        self.queue = []  # commands waiting to be sent, one per response (or CMD_GAP_MS)
+        self.await_until = None
+        self.armed_at = None  # when multiple polling was last sent
+        self.bad_tags = 0
+        self.errors = 0  # error responses other than "no tag"
+        self.opens = 0
+        self.lost = 0
+
+
+class RfidSource:
+    def __init__(self, ports, power_x100, region, rssi_min, presence, absence, cycle_ms,
+                 now_ms=None):
+        self.cycle_ms = cycle_ms
+        self.tracker = Tracker(rssi_min, presence, absence)
+        self.active = False
+        self.closed = False
+        self.cycle_start = 0
+        self.errors = 0
+        self._stop = yrm100.cmd_stop()
+        self._poll = yrm100.cmd_multi_poll(POLL_COUNT)
+        self._setup = [self._stop]
+        if region is not None:
+            self._setup.append(yrm100.cmd_set_region(region))
+        self._setup.append(yrm100.cmd_set_power(power_x100))
+        self.readers = [_Reader(p) for p in ports]
+        now = ticks_ms() if now_ms is None else now_ms
+        for r in self.readers:
+            self._open(r, now)
+
+    # --- the ItemSource interface ---
+
+    def pollables(self):
+        return [r.port.pollable() for r in self.readers if r.is_open]
+
+    def read(self, now_ms):
+        if self.closed:
+            return []
+        try:
+            return self._read(now_ms)
+        except Exception as e:  # the loop must survive anything a reader does
+            self.errors += 1
+            log.error("rfid: unexpected %s: %s", type(e).__name__, e)
+            return []
+
+    def next_ms(self, now_ms):
+        if self.closed:
+            return None
+        best = None
+        for r in self.readers:
+            if not r.is_open:
+                d = ticks_diff(r.retry_at, now_ms)
+            elif r.queue:
+                d = 0 if r.await_until is None else ticks_diff(r.await_until, now_ms)
+            elif self.active and r.armed_at is not None:
+                d = ticks_diff(ticks_add(r.armed_at, REARM_MS), now_ms)
+            else:
+                continue
+            if best is None or d < best:
+                best = d
+        if self.active:
+            d = ticks_diff(ticks_add(self.cycle_start, self.cycle_ms), now_ms)
+            if best is None or d < best:
+                best = d
+        return None if best is None else max(0, best)
+
+    def set_active(self, shopping, now_ms=None):
+        shopping = bool(shopping)
+        if shopping == self.active or self.closed:
+            return
+        now = ticks_ms() if now_ms is None else now_ms
+        self.active = shopping
+        self.tracker.reset()
+        self.cycle_start = now
+        log.info("rfid: %s polling", "start" if shopping else "stop")
+        for r in self.readers:
+            if not r.is_open:
+                continue
+            r.queue = [c for c in r.queue if c is not self._poll]
+            if shopping:
+                r.queue.append(self._poll)
+            else:
+                r.queue.append(self._stop)
+                r.armed_at = None
+            self._pump(r, now)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for r in self.readers:
+            if r.is_open:
+                try:
+                    r.port.write(self._stop)
+                except Exception:
+                    pass
+                r.port.close()
+                r.is_open = False
+
+    def stats(self):
+        s = {"errors": self.errors, "bad_code": self.tracker.bad_code,
+             "weak": self.tracker.weak, "overflow": self.tracker.overflow,
+             "frames": 0, "garbage": 0, "bad_checksum": 0, "bad_length": 0, "bad_tags": 0,
+             "reader_errors": 0, "opens": 0, "lost": 0}
+        for r in self.readers:
+            d = r.decoder
+            s["frames"] += d.frames
+            s["garbage"] += d.garbage
+            s["bad_checksum"] += d.bad_checksum
+            s["bad_length"] += d.bad_length
+            s["bad_tags"] += r.bad_tags
+            s["reader_errors"] += r.errors
+            s["opens"] += r.opens
+            s["lost"] += r.lost
+        return s
+
+    # --- internals ---
+
+    def _read(self, now):
+        for r in self.readers:
+            if not r.is_open:
+                if ticks_diff(now, r.retry_at) >= 0:
+                    self._open(r, now)
+                continue
+            try:
+                data = r.port.read()
+            except OSError as e:
+                self._lost(r, now, e)
+                continue
+            if data:
+                for ftype, cmd, params in r.decoder.feed(data):
+                    self._frame(r, ftype, cmd, params)
+            if (self.active and r.armed_at is not None and not r.queue
+                    and ticks_diff(now, r.armed_at) >= REARM_MS):
+                r.queue.append(self._stop)
+                r.queue.append(self._poll)
+            self._pump(r, now)
+        lines = []
+        if self.active:
+            late = ticks_diff(now, self.cycle_start)
+            if late >= self.cycle_ms:
+                # A loop that was late must not make tags miss cycles: one cycle per call.
+                if late >= 2 * self.cycle_ms:
+                    self.cycle_start = now
+                else:
+                    self.cycle_start = ticks_add(self.cycle_start, self.cycle_ms)
+                for code, n in self.tracker.end_cycle():
+                    log.debug("rfid: %s now %d", code, n)
+                    lines.append("%s=%d" % (code, n))
+        return lines
+
+    def _frame(self, r, ftype, cmd, params):
+        if ftype == yrm100.TYPE_NOTICE and cmd == yrm100.CMD_TAG:
+            t = yrm100.parse_tag(params)
+            if t is None:
+                r.bad_tags += 1
+            elif self.active:
+                self.tracker.saw(t[2], t[0])
+        elif ftype == yrm100.TYPE_RESPONSE:
+            r.await_until = None  # the module answered: the next command may go
+            if cmd == yrm100.CMD_ERROR:
+                code = params[0] if params else -1
+                if code != yrm100.ERR_NO_TAG:
+                    r.errors += 1
+                    log.debug("rfid: reader %s error 0x%02x", r.name, code & 0xFF)
+            elif params and params[0] != 0 and cmd != yrm100.CMD_GET_POWER:
+                r.errors += 1
+                log.warning("rfid: reader %s refused command 0x%02x (0x%02x)", r.name, cmd,
+                            params[0])
+
+    def _pump(self, r, now):
+        if not r.is_open or not r.queue:
+            return
+        if r.await_until is not None and ticks_diff(now, r.await_until) < 0:
+            return
+        cmd = r.queue.pop(0)
+        try:
+            r.port.write(cmd)
+        except OSError as e:
+            self._lost(r, now, e)
+            return
+        r.await_until = ticks_add(now, CMD_GAP_MS)
+        if cmd is self._poll:
+            r.armed_at = now
+
+    def _open(self, r, now):
+        try:
+            r.port.open()
+        except Exception as e:  # OSError, or ImportError where the driver does not exist
+            r.failures += 1
+            if r.failures == 1:
+                log.warning("rfid: cannot open reader %s (%s); retrying with back-off",
+                            r.name, e)
+            else:
+                log.debug("rfid: reader %s still unavailable (%s)", r.name, e)
+            r.retry_at = ticks_add(now, r.backoff)
+            r.backoff = min(r.backoff * 2, REOPEN_MAX_MS)
+            return
+        if r.failures or r.opens:
+            log.info("rfid: reader %s is back", r.name)
+        else:
+            log.info("rfid: reader %s open", r.name)
+        r.is_open = True
+        r.opens += 1
+        r.failures = 0
+        r.backoff = REOPEN_MIN_MS
+        r.decoder.reset()
+        r.await_until = None
+        r.armed_at = None
+        r.queue = list(self._setup)
+        if self.active:
+            r.queue.append(self._poll)
+        self._pump(r, now)
+
+    def _lost(self, r, now, err):
+        log.warning("rfid: reader %s lost (%s); reopening with back-off", r.name, err)
+        r.port.close()
+        r.is_open = False
+        r.lost += 1
+        r.failures = 1  # further failed attempts are logged at debug level only
+        r.queue = []
+        r.armed_at = None
+        r.backoff = REOPEN_MIN_MS
+        r.retry_at = ticks_add(now, r.backoff)
+        r.backoff = min(r.backoff * 2, REOPEN_MAX_MS)
+
+
+def _value(settings, key):
+    v = settings.get(key) if settings else None
+    if v is None or v == "":
+        return DEFAULTS[key]
+    return v
+
+
+def _int_setting(settings, key, lo, hi):
+    v = _value(settings, key)
+    n = None
+    if not isinstance(v, bool):
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            n = None
+        if n is not None and isinstance(v, float) and n != v:
+            n = None
+    if n is None or not lo <= n <= hi:
+        raise ValueError("%s must be an integer from %d to %d (got %r)" % (key, lo, hi, v))
+    return n
+
+
+def _power_setting(settings):
+    v = _value(settings, "RFID_POWER")
+    p = None
+    if not isinstance(v, bool):
+        try:
+            p = float(v)
+        except (TypeError, ValueError):
+            p = None
+    if p is None or not 10 <= p <= 30:
+        raise ValueError("RFID_POWER must be a transmit power in dBm from 10 to 30 (got %r)" % v)
+    return int(p * 100 + 0.5)
+
+
+def _region_setting(settings):
+    v = _value(settings, "RFID_REGION")
+    if isinstance(v, str):
+        name = v.strip().upper()
+        if name == "KEEP":
+            return None
+        if name in yrm100.REGIONS:
+            return yrm100.REGIONS[name]
+        try:
+            v = int(name, 0)
+        except ValueError:
+            pass
+    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 256:
+        return v
+    names = sorted(yrm100.REGIONS)
+    raise ValueError("RFID_REGION must be one of %s, keep, or a region code (got %r)"
+                     % (", ".join(names), v))
+
+
+def parse_settings(settings):
+    """The RFID_* settings checked and converted: a dict with the same keys (RFID_POWER in
+    hundredths of a dBm, RFID_REGION a code or None)."""
+    return {
+        "RFID_POWER": _power_setting(settings),
+        "RFID_REGION": _region_setting(settings),
+        "RFID_RSSI_MIN": _int_setting(settings, "RFID_RSSI_MIN", -128, 0),
+        "RFID_PRESENCE": _int_setting(settings, "RFID_PRESENCE", 1, 20),
+        "RFID_ABSENCE": _int_setting(settings, "RFID_ABSENCE", 1, 100),
+        "RFID_CYCLE_MS": _int_setting(settings, "RFID_CYCLE_MS", 50, 60000),
+    }
+
+
+def open_source(spec, settings=None):
+    """An RfidSource for ITEM_SOURCE=rfid:<spec>. Readers that cannot be opened yet are logged
+    and retried; only malformed settings raise (ValueError)."""
+    entries = [e.strip() for e in (spec or "").split(",") if e.strip()]
+    if not entries:
+        raise ValueError("ITEM_SOURCE=rfid: needs at least one reader, e.g. rfid:/dev/ttyUSB0")
+    if len(entries) > MAX_READERS:
+        raise ValueError("ITEM_SOURCE: at most %d RFID readers" % MAX_READERS)
+    for i in range(len(entries)):
+        if entries[i] in entries[:i]:
+            raise ValueError("ITEM_SOURCE: reader %r is listed twice" % entries[i])
+    s = parse_settings(settings)
+    ports = [make_port(e) for e in entries]
+    return RfidSource(ports, s["RFID_POWER"], s["RFID_REGION"], s["RFID_RSSI_MIN"],
+                      s["RFID_PRESENCE"], s["RFID_ABSENCE"], s["RFID_CYCLE_MS"])
