@@ -30,7 +30,7 @@ class Controller:
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": str(ROOT),
-            "MICROPYPATH": str(ROOT),
+            "MICROPYPATH": ".frozen:" + str(ROOT),
             "MQTT_HOST": "127.0.0.1",
             "MQTT_PORT": str(port),
             "MQTT_USER": "basket%d" % basket,
@@ -105,7 +105,7 @@ def run_once(interp: str, env: dict[str, str],
              timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     """Runs the controller expecting it to exit by itself (configuration errors, --help)."""
     full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
-            "MICROPYPATH": str(ROOT)}
+            "MICROPYPATH": ".frozen:" + str(ROOT)}
     args = env.pop("ARGS", "").split()
     full.update(env)
     return subprocess.run(INTERPRETERS[interp] + args, env=full, capture_output=True, text=True,
