@@ -11,6 +11,7 @@ from mqtt_controller.packet import MQTTException
 
 MAX_INFLIGHT = 8
 _READ_CHUNK = 1024
+_READ_PACKETS = 32  # packets per _read(): the rest waits in the socket (a flood of tiny packets)
 _WRITE_TIMEOUT_MS = 10000
 
 
@@ -34,6 +35,7 @@ class MQTTClient:
         self._pid = 0
         self._last_rx = self._last_tx = 0
         self._ping_out = False
+        self._more = False  # _read() stopped early: more may be buffered
         self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
         self.on_suback_error = None
 
@@ -57,7 +59,7 @@ class MQTTClient:
             sock.setblocking(False)
             self._last_rx = self._last_tx = ticks_ms()
             self.reader.reset()
-            self._ping_out = False
+            self._ping_out = self._more = False
             self._write(packet.connect(self.client_id, self.keepalive, self.clean_session,
                                        self.user, self.password, self.will))
             first, body = self._wait_packet(self.connect_timeout_ms)
@@ -173,6 +175,7 @@ class MQTTClient:
     def _read(self):
         """Reads what the socket has now; returns complete packets. EOF raises OSError."""
         pkts = []
+        self._more = False
         for _ in range(64):  # bounded: a flood cannot starve the rest of the loop
             try:
                 data = self.sock.recv(_READ_CHUNK)
@@ -186,8 +189,13 @@ class MQTTClient:
                 raise OSError("connection closed by the broker")
             self._last_rx = ticks_ms()
             pkts.extend(self.reader.feed(data))
+            if len(pkts) >= _READ_PACKETS:  # bounded memory as well as bounded time
+                self._more = True  # the next service() reads on, even if poll() is quiet (TLS)
+                break
             if len(data) < _READ_CHUNK and not compat.pending(self.sock):
                 break
+        else:
+            self._more = True
         return pkts
 
     def service(self, readable=True):
@@ -195,7 +203,7 @@ class MQTTClient:
         if self.sock is None:
             raise OSError("not connected")
         msgs = []
-        if readable:
+        if readable or self._more:
             for first, body, size in self._read():
                 self._handle(first, body, size, msgs)
         self._keepalive()
@@ -251,6 +259,8 @@ class MQTTClient:
 
     def next_ms(self):
         """Milliseconds until the link needs service even if nothing arrives."""
+        if self.sock is not None and self._more:
+            return 0
         if self.sock is None or not self.keepalive:
             return None
         now = ticks_ms()

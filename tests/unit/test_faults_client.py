@@ -1,0 +1,84 @@
+# MQTTClient against a scripted socket (no network): what a hostile broker's bytes do to it.
+from _util import raises
+
+from mqtt_controller import packet
+from mqtt_controller.mqtt import MQTTClient
+from mqtt_controller.packet import MQTTException
+
+
+class ScriptedSock:
+    """recv() hands out `data` in pieces of at most n bytes; then 'would block' (EAGAIN)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+        self.sent = bytearray()
+
+    def recv(self, n):
+        if self.pos >= len(self.data):
+            raise OSError(11, "would block")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+    def send(self, data):
+        self.sent.extend(data)
+        return len(data)
+
+    def close(self):
+        pass
+
+
+def client_on(data, **kw):
+    c = MQTTClient("t", "127.0.0.1", keepalive=kw.pop("keepalive", 0), **kw)
+    c.sock = ScriptedSock(data)
+    return c
+
+
+def test_flood_of_tiny_packets_is_read_in_bounded_bites():
+    c = client_on(b"\xd0\x00" * 32768)
+    c.service(True)
+    assert 0 < c.sock.pos <= 2048  # not 64 KiB of packets at once (MemoryError on a board)
+    assert c.next_ms() == 0  # ... and the loop is told to come back at once
+    calls = 1
+    while c.sock.pos < len(c.sock.data):
+        c.service(False)  # even when poll() says nothing (TLS keeps bytes out of its sight)
+        calls += 1
+        assert calls < 1000
+    c.service(False)
+    assert c.next_ms() is None  # drained; no keepalive here
+
+
+def test_messages_after_a_flood_still_arrive():
+    tail = packet.publish("basket/1/status", b"start", qos=1, pid=9)
+    c = client_on(b"\xd0\x00" * 5000 + tail)
+    got = []
+    for _ in range(1000):
+        got.extend(c.service(True))
+        if got:
+            break
+    assert got == [("basket/1/status", b"start")]
+    assert bytes(c.sock.sent) == packet.puback(9)
+
+
+def test_unknown_puback_is_counted_not_fatal():
+    c = client_on(packet.puback(4242))
+    assert c.service(True) == []
+    assert c.counters["unknown_puback"] == 1
+
+
+def test_oversized_qos1_publish_is_acknowledged_and_reported():
+    c = client_on(packet.publish("basket/1/status", b"x" * 10000, qos=1, pid=7), max_packet=512)
+    got = []
+    for _ in range(100):
+        got.extend(c.service(True))
+    assert got == [("basket/1/status", None)]
+    assert bytes(c.sock.sent) == packet.puback(7)
+    assert c.counters["oversized"] == 1
+
+
+def test_broken_packets_raise_mqttexception():
+    for data in (b"\x10\x00", b"\x30\xff\xff\xff\xff\x01", b"\x32\x07\x03\xe8abc\x00\x01",
+                 b"\x20\x02\x00\x00", b"\x90\x02\x00\x01", b"\x40\x03\x00\x01\x00",
+                 b"\x34\x05\x00\x01a\x00\x01"):
+        raises(MQTTException, client_on(data).service, True)
