@@ -147,16 +147,12 @@ class Service:
         self.latest: dict[int, bytes] = {}
         self.count = 0
         self.lock = threading.Lock()
-        orig = self.peer.client.on_message
-
         def on_message(client: Any, userdata: Any, msg: Any) -> None:
             if msg.topic.endswith("/update"):
                 n = int(msg.topic.split("/")[1])
                 with self.lock:
                     self.latest[n] = bytes(msg.payload)
                     self.count += 1
-            else:
-                orig(client, userdata, msg)
 
         self.peer.client.on_message = on_message
         self.peer.subscribe("basket/+/update")
@@ -216,6 +212,7 @@ def main() -> int:
                         args.seed * 1000 + n) for n in range(1, real_n + 1)]
     sims = [SimBasket(n, proxy.port, args.seed * 1000 + n)
             for n in range(real_n + 1, args.baskets + 1)]
+    everyone: list[RealBasket | SimBasket] = [*reals, *sims]
     for s in sims:
         s.thread.start()
     for r in reals:
@@ -262,7 +259,7 @@ def main() -> int:
                 "basketid": n, "totalprice": total}}, separators=(",", ":")))
         time.sleep(max(0.0, t0 + CHECK_AT_S - time.monotonic()))
         bad = 0
-        for b in [*reals, *sims]:
+        for b in everyone:
             want = b.expected()
             got = service.get(b.n)
             if got != want:
@@ -282,7 +279,7 @@ def main() -> int:
     # The retained update of every basket, as a backend starting now would see it.
     fresh = Service(broker.port)
     time.sleep(2.0)
-    retained_bad = [b.n for b in [*reals, *sims] if fresh.get(b.n) != b.expected()]
+    retained_bad = [b.n for b in everyone if fresh.get(b.n) != b.expected()]
     fresh.peer.close()
 
     dead = [r.n for r in reals if not r.proc.alive()]
