@@ -36,6 +36,7 @@ class MQTTClient:
         self._last_rx = self._last_tx = 0
         self._ping_out = False
         self._more = False  # _read() stopped early: more may be buffered
+        self._early = []  # packets read together with the CONNACK, not handled yet
         self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
         self.on_suback_error = None
 
@@ -60,6 +61,7 @@ class MQTTClient:
             self._last_rx = self._last_tx = ticks_ms()
             self.reader.reset()
             self._ping_out = self._more = False
+            self._early = []
             self._write(packet.connect(self.client_id, self.keepalive, self.clean_session,
                                        self.user, self.password, self.will))
             first, body = self._wait_packet(self.connect_timeout_ms)
@@ -86,8 +88,9 @@ class MQTTClient:
             if p.poll(left):
                 pkts = self._read()
                 if pkts:
-                    if len(pkts) > 1:
-                        raise MQTTException("unexpected packets after CONNACK")
+                    # A resumed session's queued messages may come in the same read as the
+                    # CONNACK: service() handles them next (at most _READ_PACKETS of them).
+                    self._early = pkts[1:]
                     return pkts[0][0], pkts[0][1]
 
     def is_connected(self):
@@ -203,9 +206,12 @@ class MQTTClient:
         if self.sock is None:
             raise OSError("not connected")
         msgs = []
+        pkts = self._early
+        self._early = []
         if readable or self._more:
-            for first, body, size in self._read():
-                self._handle(first, body, size, msgs)
+            pkts.extend(self._read())
+        for first, body, size in pkts:
+            self._handle(first, body, size, msgs)
         self._keepalive()
         return msgs
 
@@ -259,7 +265,7 @@ class MQTTClient:
 
     def next_ms(self):
         """Milliseconds until the link needs service even if nothing arrives."""
-        if self.sock is not None and self._more:
+        if self.sock is not None and (self._more or self._early):
             return 0
         if self.sock is None or not self.keepalive:
             return None

@@ -324,3 +324,37 @@ def test_client_memory_stays_bounded_under_a_200_mb_publish(interp: str) -> None
     assert int(fields["received"]) >= streamed, out  # it really read the 20 MB
     assert int(fields["skipped"]) == 1, out
     assert int(fields["peak"]) - int(fields["base"]) < 16 * 1024, out  # bytes
+
+
+@pytest.mark.parametrize("interp", INTERPS)
+def test_messages_queued_for_a_resumed_session_arrive_with_the_connack(make_rig,
+                                                                       interp: str) -> None:
+    """A broker resuming a persistent session sends the QoS 1 messages it queued right behind
+    the CONNACK, often in the same segment (found by the soak: such a basket never got back).
+    They are handled like any others, and acknowledged."""
+    done = threading.Event()
+    acked: list[int] = []
+
+    def first(conn: Conn) -> None:
+        conn.expect(0x10)
+        conn.send(fb.CONNACK_RESUMED + fb.publish(STATUS, b"start", qos=1, pid=3)
+                  + fb.publish(STATUS, b'{"msg":"total","payload":{"basketid":1,'
+                               b'"totalprice":2500}}', qos=1, pid=4))
+        while not done.is_set():
+            try:
+                p = conn.recv_packet(0.2)
+            except (TimeoutError, OSError):
+                continue
+            if p.kind == 0x40:
+                acked.append(int(struct.unpack("!H", p.body)[0]))
+            conn.answer(p)
+
+    rig = make_rig(interp, [first])
+    rig.ctl.wait_log("session started")
+    rig.ctl.wait_log("TOTAL 2,500 KRW")
+    deadline = time.monotonic() + 10
+    while not {3, 4} <= set(acked) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done.set()
+    assert {3, 4} <= set(acked), acked
+    assert rig.ctl.count("failed|lost") == 0 and len(rig.broker.conns) == 1, rig.ctl.log()
