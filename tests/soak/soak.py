@@ -109,9 +109,13 @@ class SimBasket:
 
 
 class RealBasket:
-    def __init__(self, n: int, interp: str, port: int, workdir: Path, seed: int) -> None:
+    def __init__(self, n: int, interp: str, port: int, workdir: Path, seed: int,
+                 mp_heap: str) -> None:
         self.n = n
-        self.proc = ControllerProc(interp, port, workdir, basket=n, keepalive=KEEPALIVE)
+        # MicroPython gets a board-sized heap: a leak would end in MemoryError, not in RSS.
+        args = ["-X", "heapsize=" + mp_heap] if interp == "micropython" and mp_heap else []
+        self.proc = ControllerProc(interp, port, workdir, basket=n, keepalive=KEEPALIVE,
+                                   interp_args=args)
         self.cart = cartmod.Cart()  # the model of what the controller holds
         self.rnd = random.Random(seed)
         self.next_item = 0.0
@@ -193,6 +197,8 @@ def main() -> int:
     ap.add_argument("--baskets", type=int, default=100)
     ap.add_argument("--real", type=int, default=10, help="real controller subprocesses")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mp-heap", default="256K",
+                    help="MicroPython heap size (-X heapsize), '' for the default")
     ap.add_argument("--out", default=".run/soak/result.json")
     args = ap.parse_args()
     real_n = min(args.real, args.baskets)
@@ -204,12 +210,13 @@ def main() -> int:
     proxy = FaultProxy(broker.port)
     service = Service(broker.port)
     print("soak: %d baskets (%d real controller processes: %d CPython, %d MicroPython; %d "
-          "simulated in-process Runtime+MQTTClient), %d rounds of %d s, keepalive %d s"
-          % (args.baskets, real_n, (real_n + 1) // 2, real_n // 2, args.baskets - real_n,
-             rounds, ROUND_S, KEEPALIVE), flush=True)
+          "simulated in-process Runtime+MQTTClient), %d rounds of %d s, keepalive %d s, "
+          "MicroPython heap %s" % (args.baskets, real_n, (real_n + 1) // 2, real_n // 2,
+                       args.baskets - real_n, rounds, ROUND_S, KEEPALIVE,
+                       args.mp_heap or "default"), flush=True)
 
     reals = [RealBasket(n, "cpython" if n % 2 else "micropython", proxy.port, work,
-                        args.seed * 1000 + n) for n in range(1, real_n + 1)]
+                        args.seed * 1000 + n, args.mp_heap) for n in range(1, real_n + 1)]
     sims = [SimBasket(n, proxy.port, args.seed * 1000 + n)
             for n in range(real_n + 1, args.baskets + 1)]
     everyone: list[RealBasket | SimBasket] = [*reals, *sims]

@@ -20,7 +20,8 @@ INTERPRETERS = {"cpython": str(BIN / "python"), "micropython": str(BIN / "microp
 class ControllerProc:
     def __init__(self, interp: str, port: int, workdir: Path, basket: int = 1,
                  keepalive: int = 2, host: str = "127.0.0.1", log_level: str = "info",
-                 password: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 password: str | None = None, extra_env: dict[str, str] | None = None,
+                 interp_args: list[str] | None = None) -> None:
         self.interp = interp
         self.basket = basket
         self.keepalive = keepalive
@@ -51,7 +52,8 @@ class ControllerProc:
         self.lines: list[tuple[float, str]] = []
         self.cond = threading.Condition()
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen([INTERPRETERS[interp], "-m", "mqtt_controller"], cwd=ROOT,
+        argv = [INTERPRETERS[interp], *(interp_args or []), "-m", "mqtt_controller"]
+        self.proc = subprocess.Popen(argv, cwd=ROOT,
                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
