@@ -263,15 +263,24 @@ def test_endless_pingresps_do_not_starve_the_loop(make_rig, interp: str) -> None
         t = threading.Thread(target=read, daemon=True)
         t.start()
         flood = fb.PINGRESP * 32768
+        off = 0
         while not stop.is_set():
-            conn.send(flood)
-            flooded[0] += len(flood)
+            # send(), not sendall(): the reader's socket timeout applies here too, and a
+            # timed-out sendall() would leave half a packet behind; go on from the offset.
+            try:
+                n = conn.sock.send(flood[off:])
+            except (TimeoutError, BlockingIOError):
+                continue
+            flooded[0] += n
+            off = (off + n) % len(flood)
         t.join(5)
 
     rig = make_rig(interp, [first])
     c = rig.ctl
     c.wait_log("session started")
+    deadline = time.monotonic() + 60
     while flooded[0] < 4 * 1024 * 1024:
+        assert time.monotonic() < deadline and not rig.broker.errors, (flooded, c.log())
         time.sleep(0.05)
     for n in (1, 2, 3):
         lm = c.mark()
