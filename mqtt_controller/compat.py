@@ -92,6 +92,14 @@ def pending(sock):
         return 0
 
 
+def fileno(obj):
+    """The descriptor behind a socket or stream; None where there is none (MicroPython TLS)."""
+    try:
+        return obj.fileno()
+    except (AttributeError, OSError):
+        return None
+
+
 def set_nodelay(sock):
     # IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP; MicroPython lacks the names.
     try:
@@ -120,7 +128,13 @@ def tls_wrapper(cafile, check_hostname=True):
         ctx.load_verify_locations(cadata=cadata)
 
     def wrap(sock, host):
-        return ctx.wrap_socket(sock, server_hostname=host)
+        try:
+            return ctx.wrap_socket(sock, server_hostname=host)
+        except (ValueError, OSError) as e:  # MicroPython reports verification as ValueError
+            why = getattr(e, "verify_message", None) or getattr(e, "reason", None)
+            if not why and e.args:
+                why = e.args[-1]
+            raise OSError("TLS handshake with %s failed: %s" % (host, str(why).strip()))
 
     return wrap
 

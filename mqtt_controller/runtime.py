@@ -85,7 +85,7 @@ class Runtime:
         sock = self.client.sock
         readable = False
         if sock is not None:
-            fd = sock.fileno()
+            fd = compat.fileno(sock)
             for ev in events:  # CPython reports file descriptors, MicroPython the objects
                 if ev[0] is sock or ev[0] == fd:
                     readable = True
