@@ -60,9 +60,7 @@ mpy-check: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
-	$(VENV)/bin/mypy tools tests/support
-	$(VENV)/bin/mypy basket_service
+	$(VENV)/bin/mypy --explicit-package-bases tools basket_service tests/support
 	$(MAKE) --no-print-directory mpy-check
 
 clean:
