@@ -41,8 +41,9 @@ postgres:
 serve: venv
 	$(PY) -m basket_service serve --catalog data/catalog_sample.csv
 
+# The whole system locally; RFID=1 reads an emulated RFID reader instead of this terminal.
 run: venv mosquitto
-	$(PY) tools/run_local.py
+	$(PY) tools/run_local.py --port $(BROKER_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
 test: venv mosquitto postgres
 	$(MAKE) --no-print-directory mpy-check
