@@ -30,7 +30,9 @@ def main(argv):
 
         src = items.open_source(cfg.item_source, cfg.settings)
         disp = display.open_display(cfg.display)
-        rt = Runtime(cfg, sources=[src], display=disp)
+        from mqtt_controller.umqtt_adapter import client_for
+
+        rt = Runtime(cfg, sources=[src], display=disp, client=client_for(cfg))
     except ValueError as e:  # ConfigError, and bad ITEM_SOURCE / DISPLAY specs
         sys.stderr.write("configuration error: %s\n" % e)
         return 2
