@@ -3,6 +3,9 @@
 # Do not upload.
 import sys
 
+# A board's sys.path: the flash root, frozen modules, /lib; then the stand-ins (MICROPYPATH).
+sys.path[:] = ["", ".frozen", "lib"] + [p for p in sys.path if p not in ("", ".frozen", "lib")]
+
 
 def run(name):
     try:
