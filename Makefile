@@ -95,8 +95,8 @@ repl: venv
 reset: venv
 	$(VENV)/bin/mpremote connect $(PORT) reset
 
-# Type-check the runtime code against the ESP32 MicroPython stubs (pinned in requirements-board.txt's
-# sibling requirements-board-stubs.txt; installed apart from .venv's site-packages).
+# Type-check the runtime code against the ESP32 MicroPython stubs (pinned in
+# requirements-board-stubs.txt; installed apart from .venv's site-packages, see tools/mypy-board.ini).
 BOARD_STUBS := $(VENV)/board-stubs
 $(BOARD_STUBS)/.installed: requirements-board-stubs.txt | $(STAMP)
 	rm -rf $(BOARD_STUBS)

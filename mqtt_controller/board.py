@@ -74,7 +74,9 @@ def load_settings(path=CONFIG_FILE):
 
 
 class BoardSettings:
-    pass
+    ssid = password = hostname = ip = netmask = gateway = dns = ""
+    timeout_ms = retries = watchdog_ms = 0
+    safe_pin = None
 
 
 def _int(get, key, default, lo, hi):
