@@ -15,20 +15,11 @@ SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
 WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
 MAX_WAIT_MS = 60000
 
-# (key, default, help): the board's own keys in config.json, next to config.SETTINGS.
-BOARD_SETTINGS = (
-    ("WIFI_SSID", "", "Wi-Fi network name (no Wi-Fi is started when empty)"),
-    ("WIFI_PASSWORD", "", "Wi-Fi password; never logged"),
-    ("WIFI_HOSTNAME", "", "host name the board gives DHCP (default: the firmware's)"),
-    ("WIFI_IP", "", "static address, e.g. 192.168.1.50 (DHCP when empty)"),
-    ("WIFI_NETMASK", "255.255.255.0", "with WIFI_IP"),
-    ("WIFI_GATEWAY", "", "with WIFI_IP (required)"),
-    ("WIFI_DNS", "", "with WIFI_IP (default: the gateway)"),
-    ("WIFI_TIMEOUT_MS", "15000", "how long one join attempt may take (1000-120000)"),
-    ("WIFI_RETRIES", "3", "join attempts at boot (1-20); the running basket keeps trying"),
-    ("WATCHDOG_MS", "0", "hardware watchdog timeout (0 = off; 1000-3600000; 30000 suggested)"),
-    ("SAFE_PIN", "0", "GPIO that, held low at boot, starts safe mode (none: no pin)"),
-)
+# The board's own keys in config.json, next to config.SETTINGS (README "Flash an ESP32 basket"
+# explains them; no help texts here: every string costs heap on a board).
+BOARD_KEYS = ("WIFI_SSID", "WIFI_PASSWORD", "WIFI_HOSTNAME", "WIFI_IP", "WIFI_NETMASK",
+              "WIFI_GATEWAY", "WIFI_DNS", "WIFI_TIMEOUT_MS", "WIFI_RETRIES", "WATCHDOG_MS",
+              "SAFE_PIN")
 
 _RFID_KEYS = ("RFID_POWER", "RFID_REGION", "RFID_RSSI_MIN", "RFID_PRESENCE", "RFID_ABSENCE",
               "RFID_CYCLE_MS")
@@ -39,7 +30,7 @@ _safe = None  # why the board is in safe mode ("" = it is not), decided once per
 # -- settings ---------------------------------------------------------------------------------
 def known_keys():
     keys = [k for k, _, _ in config.SETTINGS]
-    keys.extend(k for k, _, _ in BOARD_SETTINGS)
+    keys.extend(BOARD_KEYS)
     keys.extend(_RFID_KEYS)
     keys.append("MQTT_PASS")
     return keys
@@ -360,11 +351,14 @@ def main(path=CONFIG_FILE):
         cfg = config.load(get)
         from mqtt_controller import display, items
         from mqtt_controller.runtime import Runtime
-        from mqtt_controller.umqtt_adapter import client_for
+        client = None
+        if cfg.mqtt_client != "builtin":  # imported only when used: heap is scarce
+            from mqtt_controller.umqtt_adapter import client_for
 
+            client = client_for(cfg)
         src = items.open_source(cfg.item_source, cfg.settings)
         disp = display.open_display(cfg.display)
-        rt = Runtime(cfg, sources=[src], display=disp, client=client_for(cfg))
+        rt = Runtime(cfg, sources=[src], display=disp, client=client)
     except ValueError as e:
         print("configuration error: %s" % e)
         print("fix it (e.g. mpremote edit :%s), then reset the board" % path)
