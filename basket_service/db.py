@@ -199,6 +199,22 @@ class Database:
             raise
         cur.execute("COMMIT")
 
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction: one consistent view that, on SQLite, takes no write lock
+        (a deferred BEGIN under WAL), so readers such as the dashboard never hold up the
+        service's writes."""
+        if self.backend == "postgresql":
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                yield Tx(cur, self.backend)
+            return
+        cur = self.conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Tx(cur, self.backend)
+        finally:
+            cur.execute("ROLLBACK")
+
     def migrate(self) -> int:
         """Brings the schema up to date; safe when several processes start at once."""
         with self.tx() as t:
