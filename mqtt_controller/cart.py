@@ -35,7 +35,8 @@ def parse_item_line(line):
         op, n = SET, _count(num)
     else:
         op, code, n = ADD, line, 1
-    if not valid_code(code):
+    # A leading "-" is the remove operator, so no code in a line may start with one.
+    if not valid_code(code) or code.startswith("-"):
         raise CartError("bad product code %r" % code[:40])
     return op, code, n
 

@@ -92,6 +92,14 @@ def pending(sock):
         return 0
 
 
+def fileno(obj):
+    """The descriptor behind a socket or stream; None where there is none (MicroPython TLS)."""
+    try:
+        return obj.fileno()
+    except (AttributeError, OSError):
+        return None
+
+
 def set_nodelay(sock):
     # IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP; MicroPython lacks the names.
     try:
@@ -103,10 +111,12 @@ def set_nodelay(sock):
 def tls_wrapper(cafile, check_hostname=True):
     """A function (sock, host) -> TLS socket that verifies the broker against `cafile`.
     Reads the CA file now, so a missing file is a configuration error at start-up."""
-    import ssl
-
     with open(cafile, "rb") as f:
         cadata = f.read()
+    try:
+        import ssl
+    except ImportError:
+        raise ValueError("MQTT_TLS: this interpreter has no ssl module")
     if hasattr(ssl, "create_default_context"):  # CPython
         ctx = ssl.create_default_context(cafile=cafile)
         ctx.check_hostname = check_hostname
@@ -118,7 +128,13 @@ def tls_wrapper(cafile, check_hostname=True):
         ctx.load_verify_locations(cadata=cadata)
 
     def wrap(sock, host):
-        return ctx.wrap_socket(sock, server_hostname=host)
+        try:
+            return ctx.wrap_socket(sock, server_hostname=host)
+        except (ValueError, OSError) as e:  # MicroPython reports verification as ValueError
+            why = getattr(e, "verify_message", None) or getattr(e, "reason", None)
+            if not why and e.args:
+                why = e.args[-1]
+            raise OSError("TLS handshake with %s failed: %s" % (host, str(why).strip()))
 
     return wrap
 
@@ -203,3 +219,12 @@ class NonBlockingReader:
                 return bytes(out) if out else None
             out.extend(b)
         return bytes(out)
+
+
+def stdout_line(text):
+    """Prints a line at once, also when stdout is a file or a pipe (journald, tests)."""
+    sys.stdout.write(text + "\n")
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError):
+        pass

@@ -9,7 +9,7 @@
 # "lcd:1:0x27" on the Pi, "lcd:0:0x27:21:22" on an ESP32); bad spec -> ValueError naming DISPLAY.
 # A missing or failing LCD is logged once and retried now and then; the basket keeps working.
 from mqtt_controller import log
-from mqtt_controller.compat import ticks_diff, ticks_ms
+from mqtt_controller.compat import stdout_line, ticks_diff, ticks_ms
 from mqtt_controller.controller import group_thousands as group
 
 LCD_RETRY_MS = 30000
@@ -74,7 +74,7 @@ class ConsoleDisplay:
         if text != self._last:
             self._last = text
             if self._out is None:
-                print(text)
+                stdout_line(text)
             else:
                 self._out(text)
 

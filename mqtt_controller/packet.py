@@ -24,7 +24,7 @@ REFUSALS = {
     2: "client id rejected",
     3: "server unavailable",
     4: "bad user name or password",
-    5: "not authorized",
+    5: "not authorized (check MQTT_USER and MQTT_PASSWORD)",  # Mosquitto 2's wrong password
 }
 
 

@@ -59,7 +59,8 @@ class Peer:
                                                                                self.messages[-10:]))
                 self.cond.wait(min(left, 0.1))
 
-    def wait_payload(self, topic: str, payload: bytes, timeout: float = 10.0, start: int = 0) -> int:
+    def wait_payload(self, topic: str, payload: bytes, timeout: float = 10.0,
+                     start: int = 0) -> int:
         """Waits until `payload` arrives on `topic` (at or after message index `start`)."""
         def find() -> int | None:
             for i in range(start, len(self.messages)):

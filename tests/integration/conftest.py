@@ -1,0 +1,65 @@
+"""Fixtures of the controller's integration tests: a real Mosquitto per test (password file,
+per-basket ACL), a paho peer playing the backend, and the controller under each interpreter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.broker import Mosquitto
+from tests.support.controller_proc import Controller
+from tests.support.peer import Peer
+
+ACL = """\
+user basket1
+topic write basket/1/update
+topic write basket/1/availability
+topic read basket/1/status
+
+user basket2
+topic write basket/2/update
+topic write basket/2/availability
+topic read basket/2/status
+
+user service
+topic read basket/+/update
+topic read basket/+/availability
+topic write basket/+/status
+"""
+
+
+@pytest.fixture(params=["cpython", "micropython"])
+def interp(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    b = Mosquitto(acl=ACL).start()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def backend(broker: Mosquitto) -> Iterator[Peer]:
+    """The service's side of the contract: sees updates and availability, sends commands."""
+    p = Peer(broker.port, "service", "service-pw")
+    p.subscribe("basket/+/update")
+    p.subscribe("basket/+/availability")
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def controller(interp: str, broker: Mosquitto) -> Iterator[Callable[..., Controller]]:
+    made: list[Controller] = []
+
+    def make(**env: str) -> Controller:
+        c = Controller(interp, broker.port, **env)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

@@ -1,0 +1,79 @@
+from _util import raises
+
+from mqtt_controller import protocol
+from mqtt_controller.protocol import END, START, TOTAL, Rejected, parse_command
+
+
+def test_plain_commands_with_white_space():
+    assert parse_command(b"start", 1) == (START, None)
+    assert parse_command(b"  end\n", 1) == (END, None)
+    assert parse_command(b"\tSTART \r\n", 1) == (START, None)
+
+
+def test_json_commands():
+    assert parse_command(b'{"msg":"start"}', 1) == (START, None)
+    assert parse_command(b'{"msg": "end"}', 1) == (END, None)
+    assert parse_command(b' {"MSG":"End"} ', 1) == (END, None)
+
+
+def test_total_in_documented_and_spring_forms():
+    doc = b'{"msg":"total","payload":{"basketid":1,"totalprice":13900}}'
+    spring = b'{"msg":"total","payload":{"basketId":1,"totalPrice":15000}}'
+    assert parse_command(doc, 1) == (TOTAL, 13900)
+    assert parse_command(spring, 1) == (TOTAL, 15000)
+    assert parse_command(b'{"Msg":"TOTAL","Payload":{"BASKETID":7,"TOTALPRICE":0}}', 7) == (
+        TOTAL, 0)
+
+
+def test_rejections_say_why():
+    cases = [
+        (b'{"msg":"total","payload":{"basketid":2,"totalprice":100}}', "basket 2"),
+        (b'{"msg":"total","payload":{"basketid":1,"totalprice":-5}}', "negative"),
+        (b'{"msg":"total","payload":{"basketid":1,"totalprice":1.5}}', "non-integer"),
+        (b'{"msg":"total","payload":{"basketid":1,"totalprice":"100"}}', "non-integer"),
+        (b'{"msg":"total","payload":{"basketid":1,"totalprice":true}}', "non-integer"),
+        (b'{"msg":"total","payload":{"basketid":"1","totalprice":100}}', "basketid"),
+        (b'{"msg":"total"}', "payload"),
+        (b'{"msg":"total","payload":[1,2]}', "payload"),
+        (b'{"msg":"refund"}', "unknown msg"),
+        (b'{"nomsg":1}', "msg"),
+        (b'[1,2,3]', "unknown command"),
+        (b'{"msg":', "bad JSON"),
+        (b"hello", "unknown command"),
+        (b"", "unknown command"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"start" + b" " * 600, "oversized"),
+    ]
+    for payload, why in cases:
+        e = raises(Rejected, parse_command, payload, 1)
+        assert why in str(e), (payload, str(e))
+
+
+def test_deeply_nested_json_is_rejected_not_raised():
+    raises(Rejected, parse_command, b"{" * 200 + b"}" * 200, 1)
+    raises(Rejected, parse_command, b'{"msg":' + b"[" * 240 + b"]" * 240 + b"}", 1)
+
+
+def test_update_payload_is_compact_and_sorted():
+    items = {"WTMN": 1, "APPL": 3, "MLON": 2, "AVCD": 10}
+    assert protocol.encode_update(1, items) == (
+        b'{"id":1,"list":{"APPL":3,"AVCD":10,"MLON":2,"WTMN":1}}')
+    assert protocol.encode_update(12, {}) == b'{"id":12,"list":{}}'
+
+
+def test_basket_id_from_topic():
+    assert protocol.basket_id_from_topic("basket/1") == 1
+    assert protocol.basket_id_from_topic("basket/unit0001") == 1
+    assert protocol.basket_id_from_topic("shop3/basket/42") == 42
+    assert protocol.basket_id_from_topic("basket/x") is None
+    assert protocol.basket_id_from_topic("") is None
+
+
+def test_codes_and_topics():
+    assert protocol.valid_code("MLON") and protocol.valid_code("a-b_c.9")
+    assert protocol.valid_code("X" * 32)
+    for bad in ("", "X" * 33, "ML ON", "참외", "A/B", "A+B", None, 5):
+        assert not protocol.valid_code(bad), bad
+    assert protocol.valid_topic("basket/1")
+    for bad in ("", "basket/+", "basket/#", "/basket/1", "basket/1/"):
+        assert not protocol.valid_topic(bad), bad

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""`make run`: the whole system on this machine — a provisioned Mosquitto on loopback, the
+backend service on SQLite with the sample catalogue, and basket 1 reading items from this
+terminal. Ctrl-C (or end of input and Ctrl-C) stops all three.
+
+Everything lives under .run/ (credentials, database, logs, the basket's state file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dev_broker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+PY = sys.executable
+
+
+def read_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if listening(port):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    sys.exit("run: %s did not start; see %s" % (what, log))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, default=int(os.environ.get("BROKER_PORT") or 1883))
+    p.add_argument("--http", type=int, default=int(os.environ.get("DASHBOARD_PORT") or 8080))
+    args = p.parse_args()
+    if listening(args.port):
+        sys.exit("run: something already listens on 127.0.0.1:%d (another broker?). Stop it, or "
+                 "pick another port: make run BROKER_PORT=11883" % args.port)
+    RUN.mkdir(exist_ok=True)
+    broker = dev_broker.ensure(port=args.port)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def stop_all() -> None:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    try:
+        broker_log = RUN / "mosquitto.log"
+        procs.append(subprocess.Popen(
+            [dev_broker.mosquitto_binary(), "-c", str(broker.conf)],
+            stdout=broker_log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True))
+        wait_port(args.port, procs[-1], "Mosquitto", broker_log)
+
+        service_env = dict(os.environ, **read_env(broker.service_env),
+                           BASKET_DB=str(RUN / "basket.db"))
+        service_log = RUN / "service.log"
+        procs.append(subprocess.Popen(
+            [PY, "-m", "basket_service", "serve", "--catalog", str(ROOT / "data" /
+                                                                   "catalog_sample.csv")],
+            cwd=ROOT, env=service_env, stdout=service_log.open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        (RUN / "service.sh").write_text(
+            "# source me: settings for basket_service commands beside `make run`\nset -a\n"
+            ". %s\nBASKET_DB=%s\nset +a\n" % (broker.service_env, RUN / "basket.db"))
+        os.chmod(RUN / "service.sh", 0o600)
+
+        basket_env = dict(os.environ, **read_env(broker.basket_env(1)),
+                          ITEM_SOURCE="stdin", CART_STATE_FILE=str(RUN / "basket-1.state.json"),
+                          PYTHONPATH=str(ROOT))
+        print(INSTRUCTIONS % {"port": args.port, "svc": broker.service_env,
+                              "run": RUN.relative_to(ROOT)}, flush=True)
+        basket = subprocess.Popen([PY, "-m", "mqtt_controller"], cwd=ROOT, env=basket_env)
+        try:
+            basket.wait()
+        except KeyboardInterrupt:
+            basket.send_signal(signal.SIGINT)
+            basket.wait(10)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+    print("\nrun: stopped (logs in %s)" % RUN.relative_to(ROOT))
+    return 0
+
+
+INSTRUCTIONS = """
+================================================================================================
+ Smart Basket running locally: Mosquitto on 127.0.0.1:%(port)d, the backend (SQLite, sample
+ catalogue), and basket 1 reading items from THIS terminal. Logs: %(run)s/*.log
+
+ 1. In another terminal, start a shopping session for basket 1:
+      . %(run)s/service.sh && .venv/bin/python -m basket_service start 1
+    (or with the raw MQTT command, as the backend would send it:
+      mosquitto_pub -p %(port)d -u service -P "$(sed -n 's/^MQTT_PASSWORD=//p' %(svc)s)" \\
+        -q 1 -t basket/1/status -m start )
+ 2. Here, type product codes and Enter: MLON  BLUE  APPL  (-MLON removes one, MLON=3 sets 3).
+    The backend prices each update and the basket shows TOTAL ... KRW.
+ 3. Send a total or end by hand:
+      mosquitto_pub -p %(port)d -u service -P "$(sed -n 's/^MQTT_PASSWORD=//p' %(svc)s)" \\
+        -q 1 -t basket/1/status -m '{"msg":"total","payload":{"basketid":1,"totalprice":15000}}'
+      mosquitto_pub ... -t basket/1/status -m end
+    or check out (receipt) / list carts:
+      . %(run)s/service.sh && .venv/bin/python -m basket_service checkout 1
+      .venv/bin/python -m basket_service receipts
+ 4. Watch everything:  mosquitto_sub -p %(port)d -u service \\
+        -P "$(sed -n 's/^MQTT_PASSWORD=//p' %(svc)s)" -v -t 'basket/#'
+ Ctrl-C stops the basket, the backend and the broker.
+================================================================================================
+"""
+
+if __name__ == "__main__":
+    sys.exit(main())
