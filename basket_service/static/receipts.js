@@ -2,19 +2,15 @@
 "use strict";
 
 const dayInput = document.getElementById("day");
-
-function localDay() {
-  const d = new Date();
-  return d.getFullYear() + "-" + String(d.getMonth() + 1).padStart(2, "0") + "-" +
-    String(d.getDate()).padStart(2, "0");
-}
+// The day asked for; empty follows the server's today (its clock and time zone decide).
+let chosen = new URLSearchParams(location.search).get("day") || "";
 
 async function load() {
-  const day = dayInput.value;
-  const res = await api("api/receipts?day=" + encodeURIComponent(day));
+  const res = await api("api/receipts" + (chosen ? "?day=" + encodeURIComponent(chosen) : ""));
   const summary = document.getElementById("summary");
   if (!res.ok) { summary.textContent = res.body.detail || "failed"; return; }
   const d = res.body;
+  dayInput.value = d.day;
   summary.replaceChildren(
     el("span", { text: d.day + ": " }),
     el("b", { id: "count", text: String(d.count) }), " receipt(s), total ",
@@ -28,6 +24,5 @@ async function load() {
       el("p", { class: "total" }, "Total ", el("b", { text: fmtWon(r.total) })))));
 }
 
-dayInput.value = new URLSearchParams(location.search).get("day") || localDay();
-dayInput.addEventListener("change", load);
+dayInput.addEventListener("change", () => { chosen = dayInput.value; load(); });
 live({ snapshot: load, receipt: load });

@@ -4,6 +4,8 @@ operation publishes), its access rules, and the live feed through a real uvicorn
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -354,3 +356,36 @@ def test_dashboard_day_bounds_are_local_midnights():
     assert start.astimezone().hour == 0 and start.astimezone().minute == 0
     assert datetime.fromisoformat(until).astimezone().date() == date(2024, 3, 10)
     assert since.endswith("+00:00") and len(since) == len("2024-03-09T00:00:00.000+00:00")
+
+
+def test_dashboard_web_command(env, db):
+    """`web` alone, bound to every address with a token: no token, no data; SIGTERM: exit 0."""
+    import signal
+
+    from tests.support.service_proc import ROOT
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "basket_service", "web", "--host", "0.0.0.0",
+                             "--port", str(port)], cwd=ROOT,
+                            env={**env, web.TOKEN_ENV: TOKEN}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = "http://127.0.0.1:%d/api/baskets" % port
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(url)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+                time.sleep(0.05)
+        assert r.status_code == 401
+        store.set_availability(db, 5, True)
+        r = httpx.get(url, headers={"Authorization": "Bearer " + TOKEN})
+        assert r.status_code == 200 and r.json()[0]["basket"] == 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "dashboard on http://0.0.0.0:%d/ (token required" % port in out
+    assert TOKEN not in out and "Traceback" not in out
