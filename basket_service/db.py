@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from typing import Any
 
@@ -212,8 +212,11 @@ class Database:
         cur.execute("BEGIN")
         try:
             yield Tx(cur, self.backend)
-        finally:
-            cur.execute("ROLLBACK")
+        except BaseException:
+            with suppress(sqlite3.Error):  # keep the original error, not the rollback's
+                cur.execute("ROLLBACK")
+            raise
+        cur.execute("ROLLBACK")
 
     def migrate(self) -> int:
         """Brings the schema up to date; safe when several processes start at once."""

@@ -268,7 +268,10 @@ class Hub:
         assert self._wake is not None
         while True:
             if self.queues:
-                await self.refresh()
+                try:
+                    await self.refresh()
+                except Exception:  # noqa: BLE001 - a bug here must not end the live feed
+                    log.exception("dashboard: reading the board failed")
             try:
                 await asyncio.wait_for(self._wake.wait(),
                                        self.interval if self.queues else None)
