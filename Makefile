@@ -50,8 +50,9 @@ DASHBOARD_PORT ?= 8080
 web: venv
 	$(PY) -m basket_service web --port $(DASHBOARD_PORT)
 
+# The whole system locally; RFID=1 reads an emulated RFID reader instead of this terminal.
 run: venv mosquitto
-	$(PY) tools/run_local.py
+	$(PY) tools/run_local.py --port $(BROKER_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
 test: venv mosquitto postgres chromium
 	$(MAKE) --no-print-directory mpy-check
@@ -69,9 +70,7 @@ mpy-check: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
-	$(VENV)/bin/mypy tools tests/support
-	$(VENV)/bin/mypy basket_service
+	$(VENV)/bin/mypy --explicit-package-bases tools basket_service tests/support
 	$(MAKE) --no-print-directory mpy-check
 
 clean:

@@ -72,3 +72,16 @@ def test_tls_verification_failures(interp: str, tls_broker: ProvisionedDir,
         assert "TLS" in line or "certificate" in line.lower(), line
     finally:
         c.close()
+
+
+def test_wrong_password_against_the_provisioned_broker(interp: str,
+                                                       tls_broker: ProvisionedDir) -> None:
+    env = basket_env(tls_broker, MQTT_PASSWORD="wrong-0c7f1e")
+    c = Controller(interp, 0, **env)
+    try:
+        c.start(wait_connected=False)
+        out = c.wait_log("connect attempt 2", timeout=20)
+        assert "not authorized (check MQTT_USER and MQTT_PASSWORD)" in out, out
+        assert "wrong-0c7f1e" not in out and "Traceback" not in out
+    finally:
+        c.close()
