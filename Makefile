@@ -56,7 +56,7 @@ web: venv
 
 # The whole system locally; RFID=1 reads an emulated RFID reader instead of this terminal.
 run: venv mosquitto
-	$(PY) tools/run_local.py --port $(BROKER_PORT) $(if $(filter 1,$(RFID)),--rfid)
+	$(PY) tools/run_local.py --port $(BROKER_PORT) --http $(DASHBOARD_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
 test: venv mosquitto postgres chromium board-libs
 	$(MAKE) --no-print-directory mpy-check

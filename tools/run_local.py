@@ -53,12 +53,17 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) ->
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, default=int(os.environ.get("BROKER_PORT") or 1883))
+    p.add_argument("--http", type=int, default=int(os.environ.get("DASHBOARD_PORT") or 8080),
+                   help="port of the store dashboard on 127.0.0.1")
     p.add_argument("--rfid", action="store_true", default=os.environ.get("RFID") == "1",
                    help="basket 1 reads an emulated YRM100 RFID reader; this terminal drives it")
     args = p.parse_args()
     if listening(args.port):
         sys.exit("run: something already listens on 127.0.0.1:%d (another broker?). Stop it, or "
                  "pick another port: make run BROKER_PORT=11883" % args.port)
+    if listening(args.http):
+        sys.exit("run: port %d for the dashboard is taken; pick another: make run "
+                 "DASHBOARD_PORT=18080" % args.http)
     RUN.mkdir(exist_ok=True)
     broker = dev_broker.ensure(port=args.port)
     procs: list[subprocess.Popen[bytes]] = []
@@ -84,8 +89,8 @@ def main() -> int:
                            BASKET_DB=str(RUN / "basket.db"))
         service_log = RUN / "service.log"
         procs.append(subprocess.Popen(
-            [PY, "-m", "basket_service", "serve", "--catalog", str(ROOT / "data" /
-                                                                   "catalog_sample.csv")],
+            [PY, "-m", "basket_service", "serve", "--catalog",
+             str(ROOT / "data" / "catalog_sample.csv"), "--http", str(args.http)],
             cwd=ROOT, env=service_env, stdout=service_log.open("ab"), stderr=subprocess.STDOUT,
             start_new_session=True))
         (RUN / "service.sh").write_text(
@@ -107,7 +112,8 @@ def main() -> int:
                 time.sleep(0.05)
             basket_env.update(ITEM_SOURCE="rfid:%s" % link, RFID_REGION="keep")
         print((RFID_INSTRUCTIONS if args.rfid else INSTRUCTIONS) % {
-            "port": args.port, "svc": broker.service_env, "run": RUN.relative_to(ROOT)},
+            "port": args.port, "svc": broker.service_env, "run": RUN.relative_to(ROOT),
+            "http": args.http},
             flush=True)
         basket = subprocess.Popen([PY, "-m", "mqtt_controller"], cwd=ROOT, env=basket_env,
                                   stdin=subprocess.DEVNULL if args.rfid else None)
@@ -130,6 +136,9 @@ INSTRUCTIONS = """
 ================================================================================================
  Smart Basket running locally: Mosquitto on 127.0.0.1:%(port)d, the backend (SQLite, sample
  catalogue), and basket 1 reading items from THIS terminal. Logs: %(run)s/*.log
+
+ Store dashboard (every basket live, start / end / checkout buttons, receipts):
+      http://127.0.0.1:%(http)d/
 
  1. In another terminal, start a shopping session for basket 1:
       . %(run)s/service.sh && .venv/bin/python -m basket_service start 1
