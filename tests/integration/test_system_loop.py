@@ -31,8 +31,8 @@ def test_full_loop_with_the_real_basket(controller: Callable[..., Controller],
         mark = c.mark()
         c.items("-MLON", "APPL=2")
         expected = MLON + BLUE + 2 * APPL
-        out = c.wait_log("TOTAL %s KRW" % format(expected, ","), start=mark)
-        assert "[display] basket 1 | 4 items | TOTAL %s KRW" % format(expected, ",") in out
+        c.wait_log("[display] basket 1 | 4 items | TOTAL %s KRW" % format(expected, ","),
+                   start=mark)
         mark = c.mark()
         r = cli(env, "checkout", "1")
         assert r.returncode == 0, r.stderr
