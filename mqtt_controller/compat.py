@@ -92,6 +92,16 @@ def pending(sock):
         return 0
 
 
+def polled(event, obj):
+    """True when a poll() event is about obj: MicroPython names the object, CPython its fd."""
+    if event[0] is obj:
+        return True
+    try:
+        return event[0] == obj.fileno()
+    except (AttributeError, OSError):
+        return False
+
+
 def set_nodelay(sock):
     # IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP; MicroPython lacks the names.
     try:

@@ -85,7 +85,7 @@ class Runtime:
         sock = self.client.sock
         readable = False
         for ev in events:
-            if ev[0] is sock:
+            if sock is not None and compat.polled(ev, sock):
                 readable = True
         now = ticks_ms()
         for src in self.sources:
