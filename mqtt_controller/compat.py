@@ -92,12 +92,14 @@ def pending(sock):
         return 0
 
 
-def fileno(obj):
-    """The descriptor behind a socket or stream; None where there is none (MicroPython TLS)."""
+def polled(event, obj):
+    """True when a poll() event is about obj: MicroPython names the object, CPython its fd."""
+    if event[0] is obj:
+        return True
     try:
-        return obj.fileno()
+        return event[0] == obj.fileno()
     except (AttributeError, OSError):
-        return None
+        return False
 
 
 def set_nodelay(sock):
@@ -111,12 +113,10 @@ def set_nodelay(sock):
 def tls_wrapper(cafile, check_hostname=True):
     """A function (sock, host) -> TLS socket that verifies the broker against `cafile`.
     Reads the CA file now, so a missing file is a configuration error at start-up."""
+    import ssl
+
     with open(cafile, "rb") as f:
         cadata = f.read()
-    try:
-        import ssl
-    except ImportError:
-        raise ValueError("MQTT_TLS: this interpreter has no ssl module")
     if hasattr(ssl, "create_default_context"):  # CPython
         ctx = ssl.create_default_context(cafile=cafile)
         ctx.check_hostname = check_hostname
@@ -128,13 +128,7 @@ def tls_wrapper(cafile, check_hostname=True):
         ctx.load_verify_locations(cadata=cadata)
 
     def wrap(sock, host):
-        try:
-            return ctx.wrap_socket(sock, server_hostname=host)
-        except (ValueError, OSError) as e:  # MicroPython reports verification as ValueError
-            why = getattr(e, "verify_message", None) or getattr(e, "reason", None)
-            if not why and e.args:
-                why = e.args[-1]
-            raise OSError("TLS handshake with %s failed: %s" % (host, str(why).strip()))
+        return ctx.wrap_socket(sock, server_hostname=host)
 
     return wrap
 
@@ -219,12 +213,3 @@ class NonBlockingReader:
                 return bytes(out) if out else None
             out.extend(b)
         return bytes(out)
-
-
-def stdout_line(text):
-    """Prints a line at once, also when stdout is a file or a pipe (journald, tests)."""
-    sys.stdout.write(text + "\n")
-    try:
-        sys.stdout.flush()
-    except (AttributeError, OSError):
-        pass
