@@ -113,10 +113,12 @@ def set_nodelay(sock):
 def tls_wrapper(cafile, check_hostname=True):
     """A function (sock, host) -> TLS socket that verifies the broker against `cafile`.
     Reads the CA file now, so a missing file is a configuration error at start-up."""
-    import ssl
-
     with open(cafile, "rb") as f:
         cadata = f.read()
+    try:
+        import ssl
+    except ImportError:
+        raise ValueError("MQTT_TLS: this interpreter has no ssl module")
     if hasattr(ssl, "create_default_context"):  # CPython
         ctx = ssl.create_default_context(cafile=cafile)
         ctx.check_hostname = check_hostname
@@ -128,7 +130,13 @@ def tls_wrapper(cafile, check_hostname=True):
         ctx.load_verify_locations(cadata=cadata)
 
     def wrap(sock, host):
-        return ctx.wrap_socket(sock, server_hostname=host)
+        try:
+            return ctx.wrap_socket(sock, server_hostname=host)
+        except (ValueError, OSError) as e:  # MicroPython reports verification as ValueError
+            why = getattr(e, "verify_message", None) or getattr(e, "reason", None)
+            if not why and e.args:
+                why = e.args[-1]
+            raise OSError("TLS handshake with %s failed: %s" % (host, str(why).strip()))
 
     return wrap
 
@@ -213,3 +221,12 @@ class NonBlockingReader:
                 return bytes(out) if out else None
             out.extend(b)
         return bytes(out)
+
+
+def stdout_line(text):
+    """Prints a line at once, also when stdout is a file or a pipe (journald, tests)."""
+    sys.stdout.write(text + "\n")
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError):
+        pass
