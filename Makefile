@@ -86,9 +86,8 @@ bench: venv mosquitto bench-deps
 	@for b in $(BENCHES); do $(PY) bench/bench_$$b.py || exit 1; done
 
 # Profilers (requirements-bench.txt) and the reference client umqtt.simple (pinned PyPI sdist).
-bench-deps: venv
+bench-deps: venv board-libs
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	$(PY) bench/fetch_umqtt.py
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache

@@ -58,7 +58,7 @@ def main() -> int:
     common.header("command -> update round trip")
     subjects = [s for s in SUBJECTS if not s.startswith("umqtt") or common.have_umqtt()]
     if len(subjects) < len(SUBJECTS):
-        print("umqtt.simple is not in bench/.cache (run `make bench-deps`): its rows are skipped")
+        print("umqtt.simple is not in lib/ (run `make board-libs`): its rows are skipped")
     configs = [("provisioned", False, int(quick(2000, 20)), int(quick(5, 1))),
                ("mosquitto-default-nagle", True, int(quick(100, 10)), int(quick(3, 1)))]
     work = Path(tempfile.mkdtemp(prefix="bench-rtt-"))

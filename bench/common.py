@@ -267,7 +267,7 @@ class Broker:
 
 # --- subjects: the controller and the reference clients as processes ----------------------------
 
-UMQTT_DIR = CACHE / "umqtt"  # holds umqtt/simple.py (bench/fetch_umqtt.py puts it there)
+UMQTT_DIR = ROOT / "lib"  # holds umqtt/simple.py (`make board-libs`: tools/board_libs.py)
 
 
 def have_umqtt() -> bool:

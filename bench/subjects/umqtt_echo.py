@@ -1,4 +1,4 @@
-# Reference echo under MicroPython: stock umqtt.simple (from its PyPI sdist, bench/.cache/umqtt)
+# Reference echo under MicroPython: stock umqtt.simple (PyPI sdist, lib/umqtt: make board-libs)
 # answers every command on basket/<n>/status with the same update the controller would send.
 # UMQTT_NODELAY=1 sets TCP_NODELAY on its socket after connecting (its writes are many small
 # ones: header, length, topic, payload). Nothing else: no state, no parsing, no persistence.
