@@ -33,7 +33,9 @@ $(STAMP): requirements-dev.txt requirements-service.txt
 
 # Mosquitto from Debian's packages when it is missing.
 mosquitto:
-	@bash tools/ensure_mosquitto.sh
+	@bash tools/ensure_packages.sh Mosquitto \
+	  '{ command -v mosquitto || test -x /usr/sbin/mosquitto; } && command -v mosquitto_pub && command -v mosquitto_passwd' \
+	  mosquitto mosquitto-clients
 
 # Development broker in the foreground; credentials in .run/broker/ (see docs/broker.md).
 BROKER_PORT ?= 1883
@@ -42,10 +44,12 @@ broker: venv mosquitto
 # PostgreSQL server from Debian's packages when it is missing (the service tests start their own
 # throwaway cluster with it; without it those tests skip with a reason).
 postgres:
-	@bash tools/ensure_postgres.sh
+	@bash tools/ensure_packages.sh --optional PostgreSQL \
+	  'compgen -G "/usr/lib/postgresql/*/bin/initdb"' postgresql
 # Headless Chromium and a Korean font from Debian's packages for the dashboard's browser test.
 chromium:
-	@bash tools/ensure_chromium.sh
+	@bash tools/ensure_packages.sh --optional Chromium \
+	  'test -x /usr/bin/chromium && fc-list | grep -qi nanum' chromium fonts-nanum fontconfig
 
 # The backend alone, against MQTT_* / BASKET_DB / DATABASE_URL from the environment.
 serve: venv

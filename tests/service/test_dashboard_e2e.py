@@ -38,7 +38,7 @@ def won(n: int) -> str:
 def need_chromium() -> None:
     if CHROMIUM.exists():
         return
-    reason = "no /usr/bin/chromium (make test installs it: tools/ensure_chromium.sh)"
+    reason = "no /usr/bin/chromium (make test installs it: tools/ensure_packages.sh)"
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
