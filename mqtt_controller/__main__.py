@@ -30,7 +30,12 @@ def main(argv):
 
         src = items.open_source(cfg.item_source, cfg.settings)
         disp = display.open_display(cfg.display)
-        rt = Runtime(cfg, sources=[src], display=disp)
+        client = None
+        if cfg.mqtt_client != "builtin":
+            from mqtt_controller.umqtt_adapter import client_for
+
+            client = client_for(cfg)
+        rt = Runtime(cfg, sources=[src], display=disp, client=client)
     except ValueError as e:  # ConfigError, and bad ITEM_SOURCE / DISPLAY specs
         sys.stderr.write("configuration error: %s\n" % e)
         return 2

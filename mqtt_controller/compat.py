@@ -92,6 +92,16 @@ def pending(sock):
         return 0
 
 
+def polled(event, obj):
+    """True when a poll() event is about obj: MicroPython names the object, CPython its fd."""
+    if event[0] is obj:
+        return True
+    try:
+        return event[0] == obj.fileno()
+    except (AttributeError, OSError):
+        return False
+
+
 def set_nodelay(sock):
     # IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP; MicroPython lacks the names.
     try:
@@ -120,7 +130,13 @@ def tls_wrapper(cafile, check_hostname=True):
         ctx.load_verify_locations(cadata=cadata)
 
     def wrap(sock, host):
-        return ctx.wrap_socket(sock, server_hostname=host)
+        try:
+            return ctx.wrap_socket(sock, server_hostname=host)
+        except (ValueError, OSError) as e:  # MicroPython reports verification as ValueError
+            why = getattr(e, "verify_message", None) or getattr(e, "reason", None)
+            if not why and e.args:
+                why = e.args[-1]
+            raise OSError("TLS handshake with %s failed: %s" % (host, str(why).strip()))
 
     return wrap
 

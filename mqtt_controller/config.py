@@ -19,6 +19,7 @@ SETTINGS = (
     ("ITEM_SOURCE", "stdin", "stdin, none, a FIFO/tty path, or rfid:<readers>"),
     ("DISPLAY", "console", "console, none, or lcd:<bus>:<address>"),
     ("LOG_LEVEL", "info", "debug, info, warning or error"),
+    ("MQTT_CLIENT", "builtin", "builtin, or umqtt (micropython-lib's umqtt.simple, if installed)"),
 )
 
 
@@ -120,6 +121,9 @@ def load(get=None):
         log.set_level(c.log_level)
     except ValueError as e:
         raise ConfigError("LOG_LEVEL", str(e).split(" (")[0].replace("LOG_LEVEL ", ""))
+    c.mqtt_client = (_str(get, "MQTT_CLIENT", "builtin").strip().lower() or "builtin")
+    if c.mqtt_client not in ("builtin", "umqtt"):
+        raise ConfigError("MQTT_CLIENT", "must be builtin or umqtt (got %r)" % c.mqtt_client)
     c.settings = get  # for optional modules (rfid, display) with keys of their own
     return c
 

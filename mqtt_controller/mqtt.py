@@ -35,8 +35,8 @@ class MQTTClient:
         self._pid = 0
         self._last_rx = self._last_tx = 0
         self._ping_out = False
+        self._early = []  # packets that came in the same read as the CONNACK
         self._more = False  # _read() stopped early: more may be buffered
-        self._early = []  # packets read together with the CONNACK, not handled yet
         self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
         self.on_suback_error = None
 
@@ -64,10 +64,13 @@ class MQTTClient:
             self._early = []
             self._write(packet.connect(self.client_id, self.keepalive, self.clean_session,
                                        self.user, self.password, self.will))
-            first, body = self._wait_packet(self.connect_timeout_ms)
+            pkts = self._wait_packet(self.connect_timeout_ms)
+            first, body = pkts[0][0], pkts[0][1]
             if first & 0xF0 != packet.CONNACK:
                 raise MQTTException("expected CONNACK, got packet type 0x%02x" % first)
             present = packet.parse_connack(body)
+            # A resumed session's queued messages may follow the CONNACK in the same read.
+            self._early = pkts[1:]
             for pid in self._order:  # QoS 1 messages not yet acknowledged go again
                 topic, payload, retain = self.inflight[pid]
                 self.counters["resent"] += 1
@@ -88,10 +91,7 @@ class MQTTClient:
             if p.poll(left):
                 pkts = self._read()
                 if pkts:
-                    # A resumed session's queued messages may come in the same read as the
-                    # CONNACK: service() handles them next (at most _READ_PACKETS of them).
-                    self._early = pkts[1:]
-                    return pkts[0][0], pkts[0][1]
+                    return pkts
 
     def is_connected(self):
         return self.sock is not None
@@ -207,9 +207,10 @@ class MQTTClient:
             raise OSError("not connected")
         msgs = []
         pkts = self._early
-        self._early = []
+        if pkts:
+            self._early = []
         if readable or self._more:
-            pkts.extend(self._read())
+            pkts = pkts + self._read()
         for first, body, size in pkts:
             self._handle(first, body, size, msgs)
         self._keepalive()
@@ -265,7 +266,7 @@ class MQTTClient:
 
     def next_ms(self):
         """Milliseconds until the link needs service even if nothing arrives."""
-        if self.sock is not None and (self._more or self._early):
+        if (self._early or self._more) and self.sock is not None:
             return 0
         if self.sock is None or not self.keepalive:
             return None

@@ -84,11 +84,9 @@ class Runtime:
         events = self.poller.poll(self._timeout(max_wait_ms))
         sock = self.client.sock
         readable = False
-        if sock is not None:
-            fd = sock.fileno()
-            for ev in events:  # CPython reports file descriptors, MicroPython the objects
-                if ev[0] is sock or ev[0] == fd:
-                    readable = True
+        for ev in events:
+            if sock is not None and compat.polled(ev, sock):
+                readable = True
         now = ticks_ms()
         for src in self.sources:
             try:

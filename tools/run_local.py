@@ -53,11 +53,17 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) ->
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, default=int(os.environ.get("BROKER_PORT") or 1883))
-    p.add_argument("--http", type=int, default=int(os.environ.get("DASHBOARD_PORT") or 8080))
+    p.add_argument("--http", type=int, default=int(os.environ.get("DASHBOARD_PORT") or 8080),
+                   help="port of the store dashboard on 127.0.0.1")
+    p.add_argument("--rfid", action="store_true", default=os.environ.get("RFID") == "1",
+                   help="basket 1 reads an emulated YRM100 RFID reader; this terminal drives it")
     args = p.parse_args()
     if listening(args.port):
         sys.exit("run: something already listens on 127.0.0.1:%d (another broker?). Stop it, or "
                  "pick another port: make run BROKER_PORT=11883" % args.port)
+    if listening(args.http):
+        sys.exit("run: port %d for the dashboard is taken; pick another: make run "
+                 "DASHBOARD_PORT=18080" % args.http)
     RUN.mkdir(exist_ok=True)
     broker = dev_broker.ensure(port=args.port)
     procs: list[subprocess.Popen[bytes]] = []
@@ -83,8 +89,8 @@ def main() -> int:
                            BASKET_DB=str(RUN / "basket.db"))
         service_log = RUN / "service.log"
         procs.append(subprocess.Popen(
-            [PY, "-m", "basket_service", "serve", "--catalog", str(ROOT / "data" /
-                                                                   "catalog_sample.csv")],
+            [PY, "-m", "basket_service", "serve", "--catalog",
+             str(ROOT / "data" / "catalog_sample.csv"), "--http", str(args.http)],
             cwd=ROOT, env=service_env, stdout=service_log.open("ab"), stderr=subprocess.STDOUT,
             start_new_session=True))
         (RUN / "service.sh").write_text(
@@ -95,12 +101,27 @@ def main() -> int:
         basket_env = dict(os.environ, **read_env(broker.basket_env(1)),
                           ITEM_SOURCE="stdin", CART_STATE_FILE=str(RUN / "basket-1.state.json"),
                           PYTHONPATH=str(ROOT))
-        print(INSTRUCTIONS % {"port": args.port, "svc": broker.service_env,
-                              "run": RUN.relative_to(ROOT)}, flush=True)
-        basket = subprocess.Popen([PY, "-m", "mqtt_controller"], cwd=ROOT, env=basket_env)
+        emulator = None
+        if args.rfid:
+            link = RUN / "rfid0"
+            emulator = subprocess.Popen([PY, str(ROOT / "tools" / "yrm100_emulator.py"),
+                                         "--link", str(link)], cwd=ROOT)
+            procs.append(emulator)
+            deadline = time.monotonic() + 10
+            while not link.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            basket_env.update(ITEM_SOURCE="rfid:%s" % link, RFID_REGION="keep")
+        print((RFID_INSTRUCTIONS if args.rfid else INSTRUCTIONS) % {
+            "port": args.port, "svc": broker.service_env, "run": RUN.relative_to(ROOT),
+            "http": args.http},
+            flush=True)
+        basket = subprocess.Popen([PY, "-m", "mqtt_controller"], cwd=ROOT, env=basket_env,
+                                  stdin=subprocess.DEVNULL if args.rfid else None)
         try:
-            basket.wait()
+            (emulator or basket).wait()
         except KeyboardInterrupt:
+            pass
+        if basket.poll() is None:
             basket.send_signal(signal.SIGINT)
             basket.wait(10)
     except KeyboardInterrupt:
@@ -115,6 +136,9 @@ INSTRUCTIONS = """
 ================================================================================================
  Smart Basket running locally: Mosquitto on 127.0.0.1:%(port)d, the backend (SQLite, sample
  catalogue), and basket 1 reading items from THIS terminal. Logs: %(run)s/*.log
+
+ Store dashboard (every basket live, start / end / checkout buttons, receipts):
+      http://127.0.0.1:%(http)d/
 
  1. In another terminal, start a shopping session for basket 1:
       . %(run)s/service.sh && .venv/bin/python -m basket_service start 1
@@ -135,6 +159,12 @@ INSTRUCTIONS = """
  Ctrl-C stops the basket, the backend and the broker.
 ================================================================================================
 """
+
+RFID_INSTRUCTIONS = INSTRUCTIONS.replace(
+    " 2. Here, type product codes and Enter: MLON  BLUE  APPL  (-MLON removes one, MLON=3 sets 3).",
+    " 2. Here, drive the emulated RFID reader: `tag MLON=-40` puts a melon tag in the basket,\n"
+    "    `list` shows the tags, `rssi 0 -70` weakens tag 0 below the threshold, `del 0` removes"
+    " it.")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -79,6 +79,8 @@ def test_hostile_commands_and_items_change_nothing(controller: Callable[..., Con
         backend.publish(STATUS, p)
     c.items("MLON=1000", "MLON=-1", "MLON=abc", "BAD CODE", "X" * 200, "=5", "--MLON",
             b"\xff\xfe", "MLON=1.5")
+    c.wait_log("item rejected (#9)")
+    c.wait_log("status rejected (#%d)" % len(bad_commands))
     mark = c.mark()
     backend.publish(STATUS, b"start")  # re-publishes the cart: proof it is intact and alive
     backend.wait_payload(UPD, b'{"id":1,"list":{"MLON":2}}', start=at)

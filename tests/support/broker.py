@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -36,6 +37,20 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
         except OSError:
             time.sleep(0.02)
     raise TimeoutError("nothing listens on %s:%d" % (host, port))
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 5.0) -> int | None:
+    """SIGTERM, then SIGKILL if it does not go within `timeout`; returns the exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 class Mosquitto:
@@ -93,13 +108,7 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self, down_for: float = 0.0) -> None:

@@ -28,7 +28,7 @@ def find_bindir() -> Path | None:
 def unavailable_reason() -> str | None:
     if find_bindir() is None:
         return ("PostgreSQL server binaries not found "
-                "(make test installs them: tools/ensure_postgres.sh)")
+                "(make test installs them: tools/ensure_packages.sh)")
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")

@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .broker import MOSQUITTO, free_port, wait_port
+from .broker import MOSQUITTO, free_port, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "tools" / "provision.py"
@@ -106,13 +106,7 @@ class ProvisionedDir:
         time.sleep(0.1)  # the message is logged before the files are read
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def log(self) -> str:

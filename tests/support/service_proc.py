@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support.broker import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "data" / "catalog_sample.csv"
 
@@ -95,11 +97,4 @@ class ServiceProc:
             self.proc.wait(10)
 
     def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
+        return stop_process(self.proc, 10)

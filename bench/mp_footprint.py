@@ -1,0 +1,80 @@
+# Runs under the MicroPython unix port for bench/footprint.py: connects to the broker given in
+# the environment and prints the heap in use (gc.mem_alloc() after gc.collect()).
+#   BENCH_MODE=controller  the basket: connected, subscribed, shopping with a 20-item cart
+#   BENCH_MODE=umqtt       umqtt.simple alone: connected and subscribed
+#   BENCH_MODE=session     a whole session (start, 20 items, total, end): prints "session ok"
+import gc
+import os
+
+gc.collect()
+print("heap_empty", gc.mem_alloc())
+
+MODE = os.getenv("BENCH_MODE")
+PORT = int(os.getenv("BENCH_PORT"))
+ITEMS = ["P%02d" % i for i in range(20)]
+
+
+CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "basket1", '
+          '"MQTT_PASSWORD": "basket1-pw", "MQTT_TOPIC": "basket/1", "CART_STATE_FILE": "", '
+          '"ITEM_SOURCE": "none", "DISPLAY": "none", "LOG_LEVEL": "warning", '
+          '"MQTT_CLIENT": "%s"}' % (PORT, os.getenv("BENCH_CLIENT") or "builtin"))
+
+
+def controller():
+    # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects
+    from mqtt_controller import board, config
+    from mqtt_controller.runtime import Runtime
+
+    with open("config.json", "w") as f:
+        f.write(CONFIG)
+    cfg = config.load(board.load_settings("config.json"))
+    client = None
+    if cfg.mqtt_client != "builtin":
+        from mqtt_controller.umqtt_adapter import client_for
+
+        client = client_for(cfg)
+    rt = Runtime(cfg, client=client)
+    for _ in range(50):
+        rt.step(100)
+        if rt.connected:
+            break
+    assert rt.connected, "not connected"
+    for _ in range(3):  # the SUBACK and the PUBACK of "online"
+        rt.step(100)
+    rt.controller.command(b"start")
+    for code in ITEMS:
+        rt.item(code)
+    for _ in range(3):
+        rt.step(100)
+    assert rt.controller.cart.count() == 20, rt.controller.cart.count()
+    return rt
+
+
+def session():
+    rt = controller()
+    rt.controller.command(b'{"msg":"total","payload":{"basketid":1,"totalprice":123000}}')
+    rt.step(100)
+    rt.controller.command(b"end")
+    rt.step(100)
+    rt.shutdown()
+    print("session ok")
+
+
+def umqtt_alone():
+    from umqtt.simple import MQTTClient
+
+    c = MQTTClient("basket-1", "127.0.0.1", PORT, "basket1", "basket1-pw", 60)
+    c.set_callback(lambda topic, msg: None)
+    c.connect(clean_session=False)
+    c.subscribe(b"basket/1/status", 1)
+    return c
+
+
+if MODE == "controller":
+    keep = controller()
+elif MODE == "umqtt":
+    keep = umqtt_alone()
+elif MODE == "session":
+    session()
+gc.collect()
+print("heap_in_use", gc.mem_alloc())

@@ -1,0 +1,437 @@
+# What boot.py and main.py do on a MicroPython board: settings from config.json, Wi-Fi with a
+# timeout and retries (and a rejoin while running), safe mode, the hardware watchdog, and a
+# supervisor that logs a crash and resets. `machine` and `network` are imported where used.
+import json
+
+from mqtt_controller import config, log
+from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_diff, ticks_ms
+
+CONFIG_FILE = "config.json"
+SAFE_FILE = "safe"
+ERROR_LOG = "error.log"
+ERROR_LOG_MAX = 4096  # bytes; a bigger log starts over, so the flash never fills up
+RESET_DELAY_MS = 5000  # after a crash: time to read the message (and to press Ctrl-C)
+SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
+WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
+MAX_WAIT_MS = 60000
+
+# The board's own keys in config.json, next to config.SETTINGS (README "Flash an ESP32 basket"
+# explains them; no help texts here: every string costs heap on a board).
+BOARD_KEYS = ("WIFI_SSID", "WIFI_PASSWORD", "WIFI_HOSTNAME", "WIFI_IP", "WIFI_NETMASK",
+              "WIFI_GATEWAY", "WIFI_DNS", "WIFI_TIMEOUT_MS", "WIFI_RETRIES", "WATCHDOG_MS",
+              "SAFE_PIN")
+
+_RFID_KEYS = ("RFID_POWER", "RFID_REGION", "RFID_RSSI_MIN", "RFID_PRESENCE", "RFID_ABSENCE",
+              "RFID_CYCLE_MS")
+
+_safe = None  # why the board is in safe mode ("" = it is not), decided once per boot
+
+
+# -- settings ---------------------------------------------------------------------------------
+def known_keys():
+    keys = [k for k, _, _ in config.SETTINGS]
+    keys.extend(BOARD_KEYS)
+    keys.extend(_RFID_KEYS)
+    keys.append("MQTT_PASS")
+    return keys
+
+
+def load_settings(path=CONFIG_FILE):
+    """Reads config.json; returns get(key) -> value or None. Values may be text or numbers
+    (the provisioning tool writes text). Raises config.ConfigError naming the key or file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise config.ConfigError(path, "missing: copy config.example.json to %s and fill it "
+                                 "in (or use the file tools/provision.py wrote)" % path)
+    try:
+        data = json.loads(text)
+    except ValueError as e:  # MicroPython says little more than "syntax error in JSON"
+        raise config.ConfigError(path, "not valid JSON (%s)" % e)
+    if not isinstance(data, dict):
+        raise config.ConfigError(path, "must be one JSON object {\"KEY\": \"value\", ...}")
+    known = known_keys()
+    for key in data:
+        value = data[key]
+        if key.startswith("_"):  # "_comment" keys are for people
+            continue
+        if key not in known:
+            log.warning("%s: unknown key %s ignored (typo?)", path, key)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise config.ConfigError(key, "must be text or a number, not %s" % (
+                type(value).__name__))
+    return data.get
+
+
+class BoardSettings:
+    ssid = password = hostname = ip = netmask = gateway = dns = ""
+    timeout_ms = retries = watchdog_ms = 0
+    safe_pin = None
+
+
+def _int(get, key, default, lo, hi):
+    return config._int(get, key, default, lo, hi)
+
+
+def _text(get, key, default=""):
+    v = get(key)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise config.ConfigError(key, "must be text")
+    return v.strip()
+
+
+def board_settings(get):
+    s = BoardSettings()
+    s.ssid = _text(get, "WIFI_SSID")
+    s.password = get("WIFI_PASSWORD")
+    if s.password is not None and not isinstance(s.password, str):
+        raise config.ConfigError("WIFI_PASSWORD", "must be text")
+    s.hostname = _text(get, "WIFI_HOSTNAME")
+    s.ip = _text(get, "WIFI_IP")
+    s.netmask = _text(get, "WIFI_NETMASK", "255.255.255.0") or "255.255.255.0"
+    s.gateway = _text(get, "WIFI_GATEWAY")
+    s.dns = _text(get, "WIFI_DNS") or s.gateway
+    for key, value in (("WIFI_IP", s.ip), ("WIFI_NETMASK", s.netmask),
+                       ("WIFI_GATEWAY", s.gateway), ("WIFI_DNS", s.dns)):
+        if value and not _is_ipv4(value):
+            raise config.ConfigError(key, "must be an IPv4 address like 192.168.1.50 (got %r)"
+                                     % value)
+    if s.ip and not s.gateway:
+        raise config.ConfigError("WIFI_GATEWAY", "required with WIFI_IP")
+    s.timeout_ms = _int(get, "WIFI_TIMEOUT_MS", 15000, 1000, 120000)
+    s.retries = _int(get, "WIFI_RETRIES", 3, 1, 20)
+    s.watchdog_ms = _int(get, "WATCHDOG_MS", 0, 0, 3600000)
+    if 0 < s.watchdog_ms < 1000:
+        raise config.ConfigError("WATCHDOG_MS", "0 (off) or 1000-3600000 (got %d)"
+                                 % s.watchdog_ms)
+    s.safe_pin = _safe_pin(get)
+    return s
+
+
+def _safe_pin(get):
+    v = get("SAFE_PIN")
+    if isinstance(v, str) and v.strip().lower() in ("none", "off", "-1"):
+        return None
+    return _int(get, "SAFE_PIN", 0, 0, 99)
+
+
+def _is_ipv4(text):
+    parts = text.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+# -- safe mode --------------------------------------------------------------------------------
+def safe_mode(path=CONFIG_FILE):
+    """Why this boot is in safe mode: "" when it is not. A file named `safe` (mpremote touch
+    :safe) or SAFE_PIN held low during the first second. Decided once per boot."""
+    global _safe
+    if _safe is not None:
+        return _safe
+    _safe = ""
+    if _exists(SAFE_FILE):
+        _safe = "the file '%s' exists" % SAFE_FILE
+        return _safe
+    pin_no = 0
+    try:
+        pin_no = board_settings(load_settings(path)).safe_pin
+    except ValueError:
+        pass  # a broken config.json still has the default pin
+    if pin_no is None:
+        return _safe
+    try:
+        from machine import Pin
+
+        pin = Pin(pin_no, Pin.IN, Pin.PULL_UP)
+    except (ImportError, ValueError, OSError, TypeError) as e:
+        log.debug("SAFE_PIN %d not usable: %s", pin_no, e)
+        return _safe
+    start = ticks_ms()
+    while ticks_diff(ticks_ms(), start) < SAFE_WINDOW_MS:
+        if pin.value() == 0:
+            _safe = "GPIO%d was held low" % pin_no
+            break
+        sleep_ms(50)
+    return _safe
+
+
+def _exists(path):
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+# -- Wi-Fi ------------------------------------------------------------------------------------
+_STATUS_NAMES = (("STAT_WRONG_PASSWORD", "wrong password"),
+                 ("STAT_NO_AP_FOUND", "no access point found"),
+                 ("STAT_CONNECT_FAIL", "connection failed"),
+                 ("STAT_BEACON_TIMEOUT", "beacon timeout"),
+                 ("STAT_ASSOC_FAIL", "association failed"),
+                 ("STAT_HANDSHAKE_TIMEOUT", "handshake timeout"),
+                 ("STAT_CONNECTING", "still connecting"),
+                 ("STAT_IDLE", "idle"))
+
+
+class Wifi:
+    """The station interface. join() blocks (boot); start() and isconnected() do not (loop)."""
+
+    def __init__(self, s):
+        import network
+
+        self.network = network
+        self.s = s
+        if s.hostname:
+            try:
+                network.hostname(s.hostname)  # MicroPython 1.20+
+            except AttributeError:
+                pass
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+        if s.hostname and not hasattr(network, "hostname"):
+            try:
+                self.wlan.config(dhcp_hostname=s.hostname)
+            except (ValueError, OSError):
+                pass
+        if s.ip:
+            self.wlan.ifconfig((s.ip, s.netmask, s.gateway, s.dns))
+
+    def isconnected(self):
+        return self.wlan.isconnected()
+
+    def address(self):
+        try:
+            return self.wlan.ifconfig()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    def reason(self):
+        try:
+            st = self.wlan.status()
+        except (OSError, TypeError):
+            return "unknown status"
+        for name, text in _STATUS_NAMES:
+            if getattr(self.network, name, None) == st:
+                return text
+        return "status %r" % (st,)
+
+    def start(self):
+        """Starts a join attempt and returns at once."""
+        try:
+            self.wlan.disconnect()
+        except OSError:
+            pass
+        self.wlan.connect(self.s.ssid, self.s.password or "")
+
+    def join(self):
+        """Up to WIFI_RETRIES attempts of WIFI_TIMEOUT_MS each; True when connected."""
+        s = self.s
+        if self.isconnected():
+            log.info("Wi-Fi: already connected to %s as %s", s.ssid, self.address())
+            return True
+        for attempt in range(1, s.retries + 1):
+            log.info("Wi-Fi: joining %s (attempt %d of %d)", s.ssid, attempt, s.retries)
+            self.start()
+            start = ticks_ms()
+            while ticks_diff(ticks_ms(), start) < s.timeout_ms:
+                if self.isconnected():
+                    log.info("Wi-Fi: connected to %s as %s", s.ssid, self.address())
+                    return True
+                sleep_ms(100)
+            log.warning("Wi-Fi: attempt %d failed (%s)", attempt, self.reason())
+        return False
+
+
+class WifiWatch:
+    """Between loop turns: notices a lost link, rejoins in the background, holds MQTT connect
+    attempts back while Wi-Fi is down and lets them go at once when it is back."""
+
+    def __init__(self, wifi, rt):
+        self.wifi = wifi
+        self.rt = rt
+        self.up = wifi.isconnected()
+        self.next_check = ticks_ms()
+        self.join_started = None
+        self.attempts = 0
+        if not self.up:
+            log.warning("Wi-Fi: not connected; joining %s in the background", wifi.s.ssid)
+            self._start(ticks_ms())
+
+    def _start(self, now):
+        self.attempts += 1
+        self.join_started = now
+        try:
+            self.wifi.start()
+        except OSError as e:
+            log.warning("Wi-Fi: join attempt failed to start: %s", e)
+
+    def next_ms(self, now):
+        return max(0, ticks_diff(self.next_check, now))
+
+    def check(self, now):
+        if ticks_diff(now, self.next_check) >= 0:
+            self.next_check = ticks_add(now, WIFI_CHECK_MS)
+            self._check(now)
+        if not self.up and not self.rt.connected:  # no broker attempts without a network
+            self.rt.next_attempt = ticks_add(now, WIFI_CHECK_MS)
+
+    def _check(self, now):
+        rt = self.rt
+        if self.wifi.isconnected():
+            if not self.up:
+                self.up = True
+                log.info("Wi-Fi: back on %s as %s after %d attempt(s); connecting to the "
+                         "broker", self.wifi.s.ssid, self.wifi.address(), self.attempts)
+                self.attempts = 0
+                if not rt.connected:
+                    rt.attempt = 0
+                    rt.next_attempt = now
+            return
+        if self.up:
+            self.up = False
+            log.warning("Wi-Fi: link to %s lost (%s); rejoining", self.wifi.s.ssid,
+                        self.wifi.reason())
+            if rt.connected:
+                rt.client.close()  # the next loop turn sees the dead link and reconnects later
+            self._start(now)
+        elif ticks_diff(now, self.join_started) >= self.wifi.s.timeout_ms:
+            log.warning("Wi-Fi: join attempt %d failed (%s); trying again", self.attempts,
+                        self.wifi.reason())
+            self._start(now)
+
+
+# -- boot.py and main.py ----------------------------------------------------------------------
+def boot(path=CONFIG_FILE):
+    """boot.py: joins Wi-Fi. Never raises: a board without Wi-Fi still reaches main.py and
+    the REPL. Returns True when the network is up."""
+    try:
+        why = safe_mode(path)
+        if why:
+            print("boot: SAFE MODE (%s): Wi-Fi and the controller are skipped" % why)
+            if why.startswith("the file"):
+                print("boot: to leave safe mode: mpremote rm :%s, then reset" % SAFE_FILE)
+            return False
+        s = board_settings(load_settings(path))
+        if not s.ssid:
+            log.info("Wi-Fi: WIFI_SSID not set in %s; not started", path)
+            return False
+        if Wifi(s).join():
+            return True
+        log.warning("Wi-Fi: not connected after %d attempt(s); main.py keeps trying", s.retries)
+    except ValueError as e:
+        print("boot: configuration error: %s" % e)
+    except KeyboardInterrupt:
+        print("boot: interrupted; Wi-Fi not joined")
+    except Exception as e:  # whatever it is, the REPL must stay reachable
+        print("boot: Wi-Fi set-up failed:")
+        print_exception(e)
+    return False
+
+
+def main(path=CONFIG_FILE):
+    """main.py: runs the basket until Ctrl-C. A configuration error is printed and main.py
+    ends (the REPL stays usable to fix config.json); a crash is logged and resets the board."""
+    why = safe_mode(path)
+    if why:
+        print("main: SAFE MODE (%s): controller not started" % why)
+        return "safe"
+    try:
+        get = load_settings(path)
+        s = board_settings(get)
+        cfg = config.load(get)
+        from mqtt_controller import display, items
+        from mqtt_controller.runtime import Runtime
+        client = None
+        if cfg.mqtt_client != "builtin":  # imported only when used: heap is scarce
+            from mqtt_controller.umqtt_adapter import client_for
+
+            client = client_for(cfg)
+        src = items.open_source(cfg.item_source, cfg.settings)
+        disp = display.open_display(cfg.display)
+        rt = Runtime(cfg, sources=[src], display=disp, client=client)
+    except ValueError as e:
+        print("configuration error: %s" % e)
+        print("fix it (e.g. mpremote edit :%s), then reset the board" % path)
+        return "config"
+    except OSError as e:  # the CA file is the only file read here
+        print("configuration error: MQTT_CAFILE: cannot read it (%s)" % e)
+        return "config"
+    except Exception as e:  # e.g. MemoryError: a reset may well cure it
+        crash(e)
+        return "crashed"
+    log.info("basket %d on %s, broker %s:%d%s, items from %s", cfg.basket_id, cfg.topic,
+             cfg.host, cfg.port, " (TLS)" if cfg.tls else "", cfg.item_source)
+    wdt = None
+    try:
+        watch = WifiWatch(Wifi(s), rt) if s.ssid else None
+        if s.watchdog_ms:
+            from machine import WDT
+
+            if s.watchdog_ms < 25000:
+                log.warning("WATCHDOG_MS=%d: a slow broker connect (up to 20 s) may reset the "
+                            "board", s.watchdog_ms)
+            wdt = WDT(timeout=s.watchdog_ms)
+            log.info("watchdog on: %d ms", s.watchdog_ms)
+        loop(rt, watch, wdt, min(MAX_WAIT_MS, s.watchdog_ms // 2) if wdt else MAX_WAIT_MS)
+    except KeyboardInterrupt:
+        log.info("interrupted")
+        rt.shutdown()
+        if wdt is not None:
+            print("the watchdog keeps running: the board resets within %d ms (safe mode "
+                  "avoids that)" % s.watchdog_ms)
+        return "stopped"
+    except Exception as e:
+        crash(e, wdt)
+        return "crashed"
+    return "stopped"
+
+
+def loop(rt, watch, wdt, max_wait_ms):
+    """The runtime's loop with the Wi-Fi check and the watchdog between turns."""
+    while not rt.stopping:
+        wait = max_wait_ms
+        if watch is not None:
+            now = ticks_ms()
+            watch.check(now)
+            wait = min(wait, watch.next_ms(now))
+        rt.step(wait)
+        if wdt is not None:
+            wdt.feed()
+    rt.shutdown()
+
+
+def crash(e, wdt=None):
+    """Logs an unexpected exception (console and error.log) and resets the board."""
+    print("FATAL: unexpected error; resetting in %d s" % (RESET_DELAY_MS // 1000))
+    print_exception(e)
+    try:
+        import os
+
+        try:
+            if os.stat(ERROR_LOG)[6] > ERROR_LOG_MAX:
+                os.remove(ERROR_LOG)
+        except OSError:
+            pass
+        with open(ERROR_LOG, "a") as f:
+            f.write("--- crash after %d ms\n" % ticks_ms())
+            print_exception(e, f)
+    except Exception:
+        pass  # a full or broken flash must not stop the reset
+    deadline = ticks_add(ticks_ms(), RESET_DELAY_MS)
+    while ticks_diff(deadline, ticks_ms()) > 0:
+        if wdt is not None:
+            wdt.feed()
+        sleep_ms(100)
+    import machine
+
+    machine.reset()
