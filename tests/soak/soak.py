@@ -244,6 +244,7 @@ def main() -> int:
     unanswered: list[dict[str, Any]] = []
     faults: list[str] = []
     t_begin = time.monotonic()
+    connects_before = sum(b.reconnects() for b in everyone)
     for rnd in range(rounds):
         t0 = t_begin + rnd * ROUND_S
         fault = FAULTS[rnd % len(FAULTS)]
@@ -276,9 +277,11 @@ def main() -> int:
             ok = b.answered_total(total) if isinstance(b, RealBasket) else b.total() == total
             if not ok:
                 unanswered.append({"round": rnd + 1, "fault": fault, "basket": b.n})
-        print("round %2d/%d  fault %-10s  lost %d  unanswered %d  updates seen %d"
+        connects_now = sum(b.reconnects() for b in everyone)
+        print("round %2d/%d  fault %-10s  lost %d  unanswered %d  reconnects %3d  updates seen %d"
               % (rnd + 1, rounds, fault, bad, sum(1 for u in unanswered if u["round"] == rnd + 1),
-                 service.count), flush=True)
+                 connects_now - connects_before, service.count), flush=True)
+        connects_before = connects_now
         time.sleep(max(0.0, t0 + ROUND_S - time.monotonic()))
 
     rss_end = {r.n: r.proc.rss_kb() for r in reals}
