@@ -23,17 +23,13 @@ CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "basket1",
 def controller():
     # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects
     from mqtt_controller import board, config
-    from mqtt_controller.runtime import Runtime
+    from mqtt_controller.runtime import Runtime, open_io
 
     with open("config.json", "w") as f:
         f.write(CONFIG)
     cfg = config.load(board.load_settings("config.json"))
-    client = None
-    if cfg.mqtt_client != "builtin":
-        from mqtt_controller.umqtt_adapter import client_for
-
-        client = client_for(cfg)
-    rt = Runtime(cfg, client=client)
+    src, disp, client = open_io(cfg)
+    rt = Runtime(cfg, sources=[src], display=disp, client=client)
     for _ in range(50):
         rt.step(100)
         if rt.connected:
