@@ -3,9 +3,21 @@
 #   BENCH_MODE=controller  the basket: connected, subscribed, shopping with a 20-item cart
 #   BENCH_MODE=umqtt       umqtt.simple alone: connected and subscribed
 #   BENCH_MODE=session     a whole session (start, 20 items, total, end): prints "session ok"
+#   BENCH_MODE=imports     heap taken by each module the basket imports, one line per module
+# BENCH_ROMFS=image: the modules come from a ROMFS image mounted at /rom (MicroPython 1.25+):
+# .mpy bytecode there runs in place, as from a board's flash; the image itself (read into the
+# heap here, in flash on a board) is left out of the figures, and "qstr" gives the qstr pool.
 import gc
 import os
+import sys
 
+ROMFS = os.getenv("BENCH_ROMFS")
+if ROMFS:
+    import vfs
+
+    with open(ROMFS, "rb") as f:
+        vfs.mount(vfs.VfsRom(f.read()), "/rom")
+    sys.path.insert(0, "/rom")
 gc.collect()
 print("heap_empty", gc.mem_alloc())
 
@@ -66,11 +78,31 @@ def umqtt_alone():
     return c
 
 
+def imports():
+    # the basket's modules (DISPLAY=none, ITEM_SOURCE=none), in the order they first load
+    for name in ("compat", "log", "protocol", "cart", "controller", "config", "packet",
+                 "store", "runtime", "mqtt", "board"):
+        gc.collect()
+        before = gc.mem_alloc()
+        __import__("mqtt_controller." + name)
+        gc.collect()
+        print("import_%s %d" % (name, gc.mem_alloc() - before))
+
+
+def qstr_pool():
+    import micropython
+
+    micropython.qstr_info()  # "qstr pool: n_pool=.., n_qstr=.., ..., n_total_bytes=N"
+
+
 if MODE == "controller":
     keep = controller()
+elif MODE == "imports":
+    imports()
 elif MODE == "umqtt":
     keep = umqtt_alone()
 elif MODE == "session":
     session()
 gc.collect()
 print("heap_in_use", gc.mem_alloc())
+qstr_pool()
