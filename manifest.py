@@ -26,6 +26,7 @@ package(
         "runtime.py",
         "serialport.py",
         "store.py",
+        "tls.py",
         "umqtt_adapter.py",
         "yrm100.py",
     ),

@@ -39,7 +39,8 @@ from bench.common import (  # noqa: E402
 from bench.driver import Driver  # noqa: E402
 
 CART20 = {"ITEM%02d" % i: 1 + i % 3 for i in range(20)}
-RFID_LCD = ["rfid", "yrm100", "presence", "serialport", "lcd"]
+# loaded only when configured: ITEM_SOURCE=rfid:... and DISPLAY=lcd:...
+RFID_LCD = ["items", "display", "rfid", "yrm100", "presence", "serialport", "lcd"]
 TARGET_HEAP = 24 * 1024
 TARGET_MPY = 16 * 1024
 TARGET_START_MS = 50.0
@@ -142,6 +143,7 @@ def main() -> int:
         base = sum((lib / "mqtt_controller" / (n + ".mpy")).stat().st_size for n in names)
         full_names = sorted(set(names) | set(RFID_LCD))
         full = sum((lib / "mqtt_controller" / (n + ".mpy")).stat().st_size for n in full_names)
+        board = (lib / "mqtt_controller" / "board.mpy").stat().st_size  # main.py's supervisor
         umqtt = (lib / "umqtt" / "simple.mpy").stat().st_size if common.have_umqtt() else 0
         print("\nboard .mpy bytes (mpy-cross %s)" % subprocess.run(
             [MPY_CROSS, "--version"], capture_output=True, text=True).stdout.strip())
@@ -149,6 +151,8 @@ def main() -> int:
                  "%.1f" % (base / umqtt) if umqtt else "-"],
                 ["with RFID + LCD (%d modules)" % len(full_names), full,
                  "%.1f" % (full / umqtt) if umqtt else "-"],
+                ["without RFID/LCD, plus board.py (main.py on a board)", base + board,
+                 "%.1f" % ((base + board) / umqtt) if umqtt else "-"],
                 ["umqtt.simple simple.mpy", umqtt, "1.0"]]
         print(common.table(["what", "bytes", "ratio to umqtt"], rows))
         print("modules: %s" % ", ".join(names))
@@ -157,7 +161,8 @@ def main() -> int:
         print("largest: %s" % ", ".join("%s %d" % (n, s) for s, n in reversed(per[-6:])))
         print("target board .mpy <= 16 KB (without RFID/LCD): %.1f KB -> %s" % (
             base / 1024, common.verdict(base <= TARGET_MPY)))
-        out.append(".mpy %d B (with RFID/LCD %d B), umqtt simple.mpy %d B" % (base, full, umqtt))
+        out.append(".mpy %d B (with RFID/LCD %d B; with board.py %d B), umqtt simple.mpy %d B"
+                   % (base, full, base + board, umqtt))
         # -- CPython start to subscribed, RSS, import time
         runs = int(quick(5, 1))
         start: dict[str, list[float]] = {"controller-cpython": [], "paho": [],
@@ -168,9 +173,9 @@ def main() -> int:
                 ms, kb = start_to_online(broker, kind, 1 + i % 3, work)
                 start[kind].append(ms)
                 rss[kind].append(kb)
+        # what the benchmark's basket loads (ITEM_SOURCE=none, DISPLAY=none, built-in client)
         imp = {"controller-cpython": [importtime("mqtt_controller.runtime, mqtt_controller.config"
-                                                 ", mqtt_controller.items, "
-                                                 "mqtt_controller.display")
+                                                 ", mqtt_controller.mqtt")
                                       for _ in range(runs)],
                "paho": [importtime("paho.mqtt.client") for _ in range(runs)]}
         rows = []

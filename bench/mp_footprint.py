@@ -3,9 +3,21 @@
 #   BENCH_MODE=controller  the basket: connected, subscribed, shopping with a 20-item cart
 #   BENCH_MODE=umqtt       umqtt.simple alone: connected and subscribed
 #   BENCH_MODE=session     a whole session (start, 20 items, total, end): prints "session ok"
+#   BENCH_MODE=imports     heap taken by each module the basket imports, one line per module
+# BENCH_ROMFS=image: the modules come from a ROMFS image mounted at /rom (MicroPython 1.25+):
+# .mpy bytecode there runs in place, as from a board's flash; the image itself (read into the
+# heap here, in flash on a board) is left out of the figures, and "qstr" gives the qstr pool.
 import gc
 import os
+import sys
 
+ROMFS = os.getenv("BENCH_ROMFS")
+if ROMFS:
+    import vfs
+
+    with open(ROMFS, "rb") as f:
+        vfs.mount(vfs.VfsRom(f.read()), "/rom")
+    sys.path.insert(0, "/rom")
 gc.collect()
 print("heap_empty", gc.mem_alloc())
 
@@ -23,17 +35,13 @@ CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "basket1",
 def controller():
     # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects
     from mqtt_controller import board, config
-    from mqtt_controller.runtime import Runtime
+    from mqtt_controller.runtime import Runtime, open_io
 
     with open("config.json", "w") as f:
         f.write(CONFIG)
     cfg = config.load(board.load_settings("config.json"))
-    client = None
-    if cfg.mqtt_client != "builtin":
-        from mqtt_controller.umqtt_adapter import client_for
-
-        client = client_for(cfg)
-    rt = Runtime(cfg, client=client)
+    src, disp, client = open_io(cfg)
+    rt = Runtime(cfg, sources=[src], display=disp, client=client)
     for _ in range(50):
         rt.step(100)
         if rt.connected:
@@ -70,11 +78,31 @@ def umqtt_alone():
     return c
 
 
+def imports():
+    # the basket's modules (DISPLAY=none, ITEM_SOURCE=none), in the order they first load
+    for name in ("compat", "log", "protocol", "cart", "controller", "config", "packet",
+                 "store", "runtime", "mqtt", "board"):
+        gc.collect()
+        before = gc.mem_alloc()
+        __import__("mqtt_controller." + name)
+        gc.collect()
+        print("import_%s %d" % (name, gc.mem_alloc() - before))
+
+
+def qstr_pool():
+    import micropython
+
+    micropython.qstr_info()  # "qstr pool: n_pool=.., n_qstr=.., ..., n_total_bytes=N"
+
+
 if MODE == "controller":
     keep = controller()
+elif MODE == "imports":
+    imports()
 elif MODE == "umqtt":
     keep = umqtt_alone()
 elif MODE == "session":
     session()
 gc.collect()
 print("heap_in_use", gc.mem_alloc())
+qstr_pool()

@@ -13,8 +13,10 @@ Item lines on ITEM_SOURCE: CODE adds one, -CODE removes one, CODE=N sets the cou
 
 def main(argv):
     if "-h" in argv or "--help" in argv:
+        from mqtt_controller.helptext import help_text
+
         print(USAGE)
-        print(config.help_text())
+        print(help_text())
         return 0
     if "--version" in argv:
         print("mqtt_controller %s" % __version__)
@@ -25,16 +27,9 @@ def main(argv):
         return 2
     try:
         cfg = config.load()
-        from mqtt_controller import display, items
-        from mqtt_controller.runtime import Runtime
+        from mqtt_controller.runtime import Runtime, open_io
 
-        src = items.open_source(cfg.item_source, cfg.settings)
-        disp = display.open_display(cfg.display)
-        client = None
-        if cfg.mqtt_client != "builtin":
-            from mqtt_controller.umqtt_adapter import client_for
-
-            client = client_for(cfg)
+        src, disp, client = open_io(cfg)
         rt = Runtime(cfg, sources=[src], display=disp, client=client)
     except ValueError as e:  # ConfigError, and bad ITEM_SOURCE / DISPLAY specs
         sys.stderr.write("configuration error: %s\n" % e)

@@ -15,7 +15,7 @@ SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
 WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
 MAX_WAIT_MS = 60000
 
-# The board's own keys in config.json, next to config.SETTINGS (README "Flash an ESP32 basket"
+# The board's own keys in config.json, next to config.KEYS (README "Flash an ESP32 basket"
 # explains them; no help texts here: every string costs heap on a board).
 BOARD_KEYS = ("WIFI_SSID", "WIFI_PASSWORD", "WIFI_HOSTNAME", "WIFI_IP", "WIFI_NETMASK",
               "WIFI_GATEWAY", "WIFI_DNS", "WIFI_TIMEOUT_MS", "WIFI_RETRIES", "WATCHDOG_MS",
@@ -29,7 +29,7 @@ _safe = None  # why the board is in safe mode ("" = it is not), decided once per
 
 # -- settings ---------------------------------------------------------------------------------
 def known_keys():
-    keys = [k for k, _, _ in config.SETTINGS]
+    keys = list(config.KEYS)
     keys.extend(BOARD_KEYS)
     keys.extend(_RFID_KEYS)
     keys.append("MQTT_PASS")
@@ -349,15 +349,9 @@ def main(path=CONFIG_FILE):
         get = load_settings(path)
         s = board_settings(get)
         cfg = config.load(get)
-        from mqtt_controller import display, items
-        from mqtt_controller.runtime import Runtime
-        client = None
-        if cfg.mqtt_client != "builtin":  # imported only when used: heap is scarce
-            from mqtt_controller.umqtt_adapter import client_for
+        from mqtt_controller.runtime import Runtime, open_io
 
-            client = client_for(cfg)
-        src = items.open_source(cfg.item_source, cfg.settings)
-        disp = display.open_display(cfg.display)
+        src, disp, client = open_io(cfg)
         rt = Runtime(cfg, sources=[src], display=disp, client=client)
     except ValueError as e:
         print("configuration error: %s" % e)

@@ -3,24 +3,11 @@
 from mqtt_controller import protocol
 from mqtt_controller.compat import getenv
 
-# (key, default, help) — the table `--help` prints and the README documents.
-SETTINGS = (
-    ("MQTT_HOST", "localhost", "broker host name or address"),
-    ("MQTT_PORT", "1883", "broker port (8883 is usual with MQTT_TLS=1)"),
-    ("MQTT_USER", "", "user name at the broker"),
-    ("MQTT_PASSWORD", "", "password at the broker (MQTT_PASS is accepted too); never logged"),
-    ("MQTT_TOPIC", "", "base topic, e.g. basket/1 (default basket/<BASKET_ID>)"),
-    ("BASKET_ID", "", "basket number (default: the trailing integer of MQTT_TOPIC)"),
-    ("MQTT_CLIENT_ID", "", "MQTT client id (default basket-<BASKET_ID>)"),
-    ("MQTT_KEEPALIVE", "60", "keepalive in seconds (1-65535); link dead after 1.5 x this"),
-    ("MQTT_TLS", "0", "1 to connect with TLS and verify the broker's certificate"),
-    ("MQTT_CAFILE", "", "CA certificate (PEM) to verify the broker with when MQTT_TLS=1"),
-    ("CART_STATE_FILE", "basket-<BASKET_ID>.state.json", "where state and cart survive a restart"),
-    ("ITEM_SOURCE", "stdin", "stdin, none, a FIFO/tty path, or rfid:<readers>"),
-    ("DISPLAY", "console", "console, none, or lcd:<bus>:<address>"),
-    ("LOG_LEVEL", "info", "debug, info, warning or error"),
-    ("MQTT_CLIENT", "builtin", "builtin, or umqtt (micropython-lib's umqtt.simple, if installed)"),
-)
+# Every key load() reads; `--help` documents them (helptext.py, which a board never loads: its
+# strings would take heap), and board.py warns about a config.json key not among them.
+KEYS = ("MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC", "BASKET_ID",
+        "MQTT_CLIENT_ID", "MQTT_KEEPALIVE", "MQTT_TLS", "MQTT_CAFILE", "CART_STATE_FILE",
+        "ITEM_SOURCE", "DISPLAY", "LOG_LEVEL", "MQTT_CLIENT")
 
 
 class ConfigError(ValueError):
@@ -126,10 +113,3 @@ def load(get=None):
         raise ConfigError("MQTT_CLIENT", "must be builtin or umqtt (got %r)" % c.mqtt_client)
     c.settings = get  # for optional modules (rfid, display) with keys of their own
     return c
-
-
-def help_text():
-    lines = ["Settings (environment variables; config.json on a board):"]
-    for key, default, text in SETTINGS:
-        lines.append("  %-16s %s%s" % (key, text, (" [default: %s]" % default) if default else ""))
-    return "\n".join(lines)

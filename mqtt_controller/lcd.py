@@ -4,7 +4,11 @@
 #
 # Bus interface: writeto(addr, data) (raises OSError), close().
 # Lcd(bus, addr): init(), write_line(row, text), command(byte), set_backlight(on).
-from mqtt_controller.compat import const, sleep_ms
+# LcdDisplay: display.py's interface on an Lcd (here, not in display.py: only an LCD basket
+# loads it). A missing or failing LCD is logged once and retried now and then.
+from mqtt_controller import log
+from mqtt_controller.compat import const, sleep_ms, ticks_diff, ticks_ms
+from mqtt_controller.display import items_text, total_text, unpack
 
 # PCF8574 port bits on the usual backpack: P0 RS, P1 RW, P2 E, P3 backlight, P4-P7 D4-D7.
 RS = const(0x01)
@@ -23,6 +27,7 @@ FUNCTION_4BIT_2LINE = const(0x28)  # 4-bit bus, 2 lines, 5x8 font
 SET_DDRAM = const(0x80)
 
 I2C_SLAVE = const(0x0703)  # linux/i2c-dev.h
+LCD_RETRY_MS = const(30000)
 
 
 class Lcd:
@@ -120,7 +125,7 @@ class MachineI2C:
         pass
 
 
-def open_bus(bus, sda=None, scl=None):
+def open_i2c(bus, sda=None, scl=None):
     """The I2C bus for this platform: machine.I2C where it exists, else /dev/i2c-<bus>."""
     try:
         import machine
@@ -131,3 +136,96 @@ def open_bus(bus, sda=None, scl=None):
     if board:
         return MachineI2C(bus, sda, scl)
     return LinuxI2C(bus)
+
+
+def lcd_lines(view):
+    """The two 16-character rows for a view."""
+    shopping, basket, count, total = unpack(view)
+    if shopping:
+        left = items_text(count).upper()
+        right = "#%s" % basket
+        pad = 16 - len(left) - len(right)
+        top = left + " " * pad + right if pad >= 1 else left
+    else:
+        top = "BASKET %s" % basket
+    bottom = total_text(total) if total is not None else ""
+    return top[:16], bottom
+
+
+class LcdDisplay:
+    def __init__(self, bus, addr, sda=None, scl=None, open_bus=None):
+        self._open_bus = open_bus or open_i2c
+        self.bus_no = bus
+        self.addr = addr
+        self.sda = sda
+        self.scl = scl
+        self._bus = None
+        self._lcd = None
+        self._rows = [None, None]
+        self._failed_at = None
+        self.failures = 0
+        self._start(ticks_ms())
+
+    @property
+    def working(self):
+        return self._lcd is not None
+
+    def _start(self, now):
+        try:
+            self._bus = self._open_bus(self.bus_no, self.sda, self.scl)
+            lcd = Lcd(self._bus, self.addr)
+            lcd.init()
+        except Exception as e:
+            self._fail(e, now)
+            return
+        self._lcd = lcd
+        self._rows = [None, None]
+        if self.failures:
+            log.info("display: LCD at 0x%02x on I2C bus %d works again", self.addr, self.bus_no)
+
+    def _fail(self, e, now):
+        if self._failed_at is None:
+            log.warning("display: LCD at 0x%02x on I2C bus %d not working (%s); the basket "
+                        "carries on without it", self.addr, self.bus_no, e)
+        self.failures += 1
+        self._failed_at = now
+        self._lcd = None
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            try:
+                bus.close()
+            except Exception:
+                pass
+
+    def render(self, view):
+        now = ticks_ms()
+        try:
+            rows = lcd_lines(view)
+        except Exception as e:
+            log.warning("display: bad view %r (%s)", view, e)
+            return
+        if self._lcd is None:
+            if self._failed_at is None or ticks_diff(now, self._failed_at) < LCD_RETRY_MS:
+                return
+            self._start(now)
+            if self._lcd is None:
+                return
+        try:
+            for row in (0, 1):
+                if self._rows[row] != rows[row]:
+                    self._rows[row] = None
+                    self._lcd.write_line(row, rows[row])
+                    self._rows[row] = rows[row]
+        except Exception as e:
+            self._fail(e, now)
+            return
+        if self._failed_at is not None:
+            self._failed_at = None  # working again: a later failure is news again
+
+    def close(self):
+        if self._bus is not None:
+            try:
+                self._bus.close()
+            except Exception:
+                pass
+        self._bus = self._lcd = None

@@ -6,7 +6,6 @@ import select
 from mqtt_controller import compat, log, store
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
 from mqtt_controller.controller import SHOPPING, Controller
-from mqtt_controller.mqtt import MQTTClient
 from mqtt_controller.packet import MQTTException
 
 BACKOFF_FIRST_MS = 1000
@@ -39,8 +38,14 @@ class Runtime:
         self.controller = controller
         self.sources = [s for s in (sources or []) if s is not None]
         self.display = display
-        if client is None:
-            tls = compat.tls_wrapper(cfg.cafile) if cfg.tls else None
+        if client is None:  # imported here: a basket on MQTT_CLIENT=umqtt never loads mqtt.py
+            from mqtt_controller.mqtt import MQTTClient
+
+            tls = None
+            if cfg.tls:
+                from mqtt_controller.tls import tls_wrapper
+
+                tls = tls_wrapper(cfg.cafile)
             client = MQTTClient(cfg.client_id, cfg.host, cfg.port, cfg.user, cfg.password,
                                 cfg.keepalive, clean_session=False, tls=tls)
         self.client = client
@@ -238,6 +243,25 @@ class Runtime:
         log.info("stopped; commands %d (rejected %d), items %d (rejected %d, ignored %d)",
                  c["commands"], c["rejected_commands"], c["items"], c["rejected_items"],
                  c["ignored_items"])
+
+
+def open_io(cfg):
+    """(item source, display, client) for cfg, each None when not configured (client: the
+    built-in one). A module is imported only when its setting asks for it: code costs heap."""
+    src = disp = client = None
+    if cfg.item_source != "none":
+        from mqtt_controller import items
+
+        src = items.open_source(cfg.item_source, cfg.settings)
+    if cfg.display != "none":
+        from mqtt_controller import display
+
+        disp = display.open_display(cfg.display)
+    if cfg.mqtt_client != "builtin":
+        from mqtt_controller.umqtt_adapter import client_for
+
+        client = client_for(cfg)
+    return src, disp, client
 
 
 def _reason(e):

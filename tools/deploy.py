@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 BUILD = ROOT / "build" / "board"
-# Host-only modules that never go on a board.
-NOT_ON_BOARD = {"__main__.py"}
+# Host-only modules that never go on a board: the command line and its --help table.
+NOT_ON_BOARD = {"__main__.py", "helptext.py"}
 UMQTT = ("lib/umqtt/simple.py",)
 
 

@@ -8,12 +8,12 @@ import sys
 mode = sys.argv[1]
 env = os.getenv
 if mode == "controller":
-    from mqtt_controller import config, display, items  # what __main__ imports
-    from mqtt_controller.runtime import Runtime
+    from mqtt_controller import config  # what __main__ does
+    from mqtt_controller.runtime import Runtime, open_io
 
     cfg = config.load()
-    src = items.open_source(cfg.item_source, cfg.settings)
-    rt = Runtime(cfg, sources=[src], display=display.open_display(cfg.display))
+    src, disp, client = open_io(cfg)
+    rt = Runtime(cfg, sources=[src], display=disp, client=client)
     for _ in range(200):  # connect, subscribe, online + the cart's update acknowledged
         rt.step(20)
         if rt.connected and not rt.client.inflight:
@@ -23,8 +23,10 @@ if mode == "controller":
     assert rt.connected and rt.controller.cart.count() > 0
     held = rt  # keep it alive through the collection
 elif mode == "imports":  # the same modules, nothing connected: the code's share of the heap
-    from mqtt_controller import config, display, items  # noqa: F401
-    from mqtt_controller.runtime import Runtime  # noqa: F401
+    from mqtt_controller import config, mqtt  # noqa: F401
+    from mqtt_controller.runtime import Runtime, open_io  # noqa: F401
+
+    open_io(config.load())
 
     held = None
 elif mode == "umqtt":

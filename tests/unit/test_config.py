@@ -1,6 +1,6 @@
 from _util import raises
 
-from mqtt_controller import config
+from mqtt_controller import config, helptext
 from mqtt_controller.config import ConfigError
 
 
@@ -65,6 +65,8 @@ def test_board_json_values_may_be_numbers():
 
 
 def test_help_lists_every_key():
-    text = config.help_text()
-    for key, _, _ in config.SETTINGS:
+    text = helptext.help_text()
+    for key, _, _ in helptext.SETTINGS:
         assert key in text
+    # config.KEYS (what board.py accepts in config.json) and the help table stay in step
+    assert [key for key, _, _ in helptext.SETTINGS] == list(config.KEYS)

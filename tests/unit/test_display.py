@@ -1,7 +1,7 @@
 from _util import raises
 from test_lcd import FakeBus, byte
 
-from mqtt_controller import display
+from mqtt_controller import display, lcd
 
 
 def test_group_thousands():
@@ -22,11 +22,11 @@ def test_total_text_fits_16_columns():
 
 
 def test_lcd_lines():
-    assert display.lcd_lines(("idle", 1, 0, None)) == ("BASKET 1", "")
-    assert display.lcd_lines(("shopping", 1, 3, None)) == ("3 ITEMS       #1", "")
-    assert display.lcd_lines(("shopping", 12, 1, 15000)) == ("1 ITEM       #12", "TOTAL 15,000 KRW")
-    assert display.lcd_lines(("idle", 1, 0, 15000)) == ("BASKET 1", "TOTAL 15,000 KRW")
-    top, _ = display.lcd_lines(("shopping", 123456789, 999, None))
+    assert lcd.lcd_lines(("idle", 1, 0, None)) == ("BASKET 1", "")
+    assert lcd.lcd_lines(("shopping", 1, 3, None)) == ("3 ITEMS       #1", "")
+    assert lcd.lcd_lines(("shopping", 12, 1, 15000)) == ("1 ITEM       #12", "TOTAL 15,000 KRW")
+    assert lcd.lcd_lines(("idle", 1, 0, 15000)) == ("BASKET 1", "TOTAL 15,000 KRW")
+    top, _ = lcd.lcd_lines(("shopping", 123456789, 999, None))
     assert len(top) <= 16
 
 
@@ -51,7 +51,7 @@ def test_console_display_prints_one_line_per_change():
 
 def test_lcd_display_writes_only_changed_rows():
     bus = FakeBus()
-    d = display.LcdDisplay(1, 0x27, open_bus=lambda n, sda, scl: bus)
+    d = lcd.LcdDisplay(1, 0x27, open_bus=lambda n, sda, scl: bus)
     assert d.working
     n_init = len(bus.writes)
     d.render(("idle", 7, 0, None))
@@ -71,7 +71,7 @@ def test_missing_lcd_is_survived():
         opened.append(n)
         raise OSError(2, "No such file or directory: /dev/i2c-1")
 
-    d = display.LcdDisplay(1, 0x27, open_bus=no_bus)
+    d = lcd.LcdDisplay(1, 0x27, open_bus=no_bus)
     assert not d.working
     d.render(("idle", 1, 0, None))  # no exception; no retry before LCD_RETRY_MS
     d.render(("shopping", 1, 1, None))
@@ -81,7 +81,7 @@ def test_missing_lcd_is_survived():
 
 def test_failing_lcd_is_survived():
     bus = FakeBus(fail_after=12)  # the init sequence takes 10 writes
-    d = display.LcdDisplay(1, 0x27, open_bus=lambda n, sda, scl: bus)
+    d = lcd.LcdDisplay(1, 0x27, open_bus=lambda n, sda, scl: bus)
     assert d.working
     d.render(("idle", 1, 0, None))
     d.render(("shopping", 1, 1, None))  # the bus fails now
@@ -100,7 +100,7 @@ def test_open_display_specs():
         return FakeBus()
 
     d = display.open_display("lcd:1:0x27", open_bus=fake)
-    assert isinstance(d, display.LcdDisplay) and d.addr == 0x27 and d.bus_no == 1
+    assert isinstance(d, lcd.LcdDisplay) and d.addr == 0x27 and d.bus_no == 1
     d = display.open_display("lcd:0:39:21:22", open_bus=fake)
     assert d.addr == 0x27 and d.bus_no == 0
     d = display.open_display("lcd", open_bus=fake)
