@@ -252,15 +252,18 @@ class MQTTClient:
             raise MQTTException("unexpected CONNACK")
         # UNSUBACK: never asked for; ignored
 
+    def _due(self):
+        now = ticks_ms()
+        return packet.keepalive(self.keepalive, ticks_diff(now, self._last_rx),
+                                ticks_diff(now, self._last_tx), self._ping_out)
+
     def _keepalive(self):
         if not self.keepalive:
             return
-        now = ticks_ms()
-        ka = self.keepalive * 1000
-        if ticks_diff(now, self._last_rx) >= ka * 3 // 2:
-            raise OSError("no packet from the broker for %d s: link dead" % (ka * 3 // 2000))
-        if not self._ping_out and (ticks_diff(now, self._last_tx) >= ka // 2
-                                   or ticks_diff(now, self._last_rx) >= ka // 2):
+        action = self._due()[0]
+        if action == packet.DEAD:
+            raise packet.dead_link(self.keepalive)
+        if action == packet.PING:
             self._write(packet.pingreq())
             self._ping_out = True
 
@@ -270,13 +273,7 @@ class MQTTClient:
             return 0
         if self.sock is None or not self.keepalive:
             return None
-        now = ticks_ms()
-        ka = self.keepalive * 1000
-        rx = ticks_diff(now, self._last_rx)
-        due = ka * 3 // 2 - rx
-        if not self._ping_out:
-            due = min(due, ka // 2 - ticks_diff(now, self._last_tx), ka // 2 - rx)
-        return max(0, due)
+        return self._due()[1]
 
     def poll(self, timeout_ms):
         """Waits at most timeout_ms for traffic, then services the link; returns messages."""

@@ -144,6 +144,30 @@ def parse_pid(body, what):
     return (body[0] << 8) | body[1]
 
 
+PING = "ping"
+DEAD = "dead"
+
+
+def keepalive(seconds, since_rx, since_tx, ping_out):
+    """The keepalive policy of both clients: (action, ms until the next check). Ping when
+    nothing was sent or received for half the keepalive; the link is dead after 1.5 x keepalive
+    with no packet from the broker. action is PING, DEAD or None."""
+    ka = seconds * 1000
+    wait = ka * 3 // 2 - since_rx
+    if wait <= 0:
+        return DEAD, 0
+    if not ping_out:
+        ping_in = min(ka // 2 - since_tx, ka // 2 - since_rx)
+        if ping_in <= 0:
+            return PING, 0
+        wait = min(wait, ping_in)
+    return None, wait
+
+
+def dead_link(seconds):
+    return OSError("no packet from the broker for %d s: link dead" % (seconds * 3 // 2))
+
+
 class Reader:
     """Turns a byte stream into packets: feed() returns a list of (first_byte, body, size).
     For a packet over `max_packet`, body holds only its first bytes and len(body) < size."""

@@ -4,6 +4,7 @@
 # pings and dead-link detection are added on top. The built-in client stays the default.
 import select
 
+from mqtt_controller import packet
 from mqtt_controller.compat import ticks_diff, ticks_ms
 from mqtt_controller.packet import MQTTException
 
@@ -155,18 +156,21 @@ class UMQTTClient:
         if op & 0xF0 == 0x20:
             raise MQTTException("unexpected CONNACK")
 
+    def _due(self):
+        now = ticks_ms()
+        return packet.keepalive(self.keepalive, ticks_diff(now, self._last_rx),
+                                ticks_diff(now, self._last_tx), self._ping_out)
+
     def _keepalive(self):
         if not self.keepalive:
             return
-        now = ticks_ms()
-        ka = self.keepalive * 1000
-        if ticks_diff(now, self._last_rx) >= ka * 3 // 2:
-            raise OSError("no packet from the broker for %d s: link dead" % (ka * 3 // 2000))
-        if not self._ping_out and (ticks_diff(now, self._last_tx) >= ka // 2
-                                   or ticks_diff(now, self._last_rx) >= ka // 2):
+        action = self._due()[0]
+        if action == packet.DEAD:
+            raise packet.dead_link(self.keepalive)
+        if action == packet.PING:
             self.sock.setblocking(True)
             self.c.ping()
-            self._last_tx = now
+            self._last_tx = ticks_ms()
             self._ping_out = True
 
     def next_ms(self):
@@ -174,13 +178,7 @@ class UMQTTClient:
             return 0
         if self.sock is None or not self.keepalive:
             return None
-        now = ticks_ms()
-        ka = self.keepalive * 1000
-        due = ka * 3 // 2 - ticks_diff(now, self._last_rx)
-        if not self._ping_out:
-            due = min(due, ka // 2 - ticks_diff(now, self._last_tx),
-                      ka // 2 - ticks_diff(now, self._last_rx))
-        return max(0, due)
+        return self._due()[1]
 
     def poll(self, timeout_ms):
         if self.sock is None:
