@@ -118,7 +118,12 @@ class Conn:
         return p
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up first
+            if self.closed_by_peer_at is None:
+                self.closed_by_peer_at = time.monotonic()
+            raise Closed() from None
 
     def handshake(self, connack: bytes = CONNACK_OK) -> None:
         """CONNECT -> CONNACK; SUBSCRIBE -> SUBACK (and acks publishes that come first)."""
