@@ -25,6 +25,9 @@ log = logging.getLogger("basket_service")
 T = TypeVar("T")
 
 TOPICS = ("basket/+/update", "basket/+/availability")
+# At most this many messages per transaction (the broker's max_inflight_messages usually
+# bounds a batch first).
+MAX_BATCH = 500
 
 
 class Stopped(Exception):
@@ -53,6 +56,19 @@ def _db_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+@dataclass
+class Work:
+    """One message of a batch: what it asks for, and what applying it did."""
+
+    item: Incoming
+    basket: int
+    update: contract.Update | None = None
+    online: bool | None = None
+    reason: str = ""  # rejected
+    applied: store.Applied | None = None
+    publish: bool = False  # its total is sent (decided after the commit)
+
+
 class Service:
     def __init__(self, settings: Settings, db: Database, products: Mapping[str, Product],
                  share_group: str | None = None) -> None:
@@ -60,7 +76,8 @@ class Service:
         self.db = db
         self.products = dict(products)
         self.share_group = share_group
-        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        # Messages from paho's thread; None: totals were confirmed, write their marks.
+        self.inbox: queue.Queue[Incoming | None] = queue.Queue()
         self.stop = threading.Event()
         self.generation = 0
         self.rejected: Counter[str] = Counter()
@@ -73,6 +90,21 @@ class Service:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        # Totals of a whole batch go out together; paho's default of 20 in flight would
+        # hold the rest back a round trip each.
+        self.client.max_inflight_messages_set(MAX_BATCH)
+        # Published totals waiting for the broker's PUBACK (by our packet id), PUBACKs that
+        # came before _publish noted the packet id, and confirmed totals not yet marked as
+        # sent in the database (basket -> cart digest). All under _plock.
+        self._plock = threading.Lock()
+        self._waiting: dict[int, Work] = {}
+        self._early: set[int] = set()
+        self._marks: dict[int, str] = {}
+        self._flush_queued = False
+        # Worker only: basket -> digest of the last total published whose mark is not yet
+        # committed (total_sent in the database lags behind it until then).
+        self._recent: dict[int, str] = {}
 
     # --- paho's thread: only bookkeeping and queueing ---------------------------------------
     def _filters(self) -> list[str]:
@@ -121,11 +153,20 @@ class Service:
         try:
             while not self.stop.is_set():
                 try:
-                    item = self.inbox.get(timeout=1.0)
+                    first = self.inbox.get(timeout=1.0)
                 except queue.Empty:
                     continue
-                self.handle(item)
-                if self.on_change is not None:
+                # Whatever else is already queued joins this batch: no waiting for more, so a
+                # lone update is handled at once and a burst shares one commit.
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self.inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                items = [i for i in batch if i is not None]
+                self.handle_batch(items)
+                if items and self.on_change is not None:
                     self.on_change()
         finally:
             self.client.disconnect()
@@ -133,73 +174,152 @@ class Service:
             log.info("stopped; applied %s; rejected %s", dict(self.applied), dict(self.rejected))
 
     def handle(self, item: Incoming) -> None:
-        """Processes one message; it is acknowledged only once its effects are durable, and
-        the one-line summary is logged after that (tests wait on it)."""
-        done = ""
+        self.handle_batch([item])
+
+    def handle_batch(self, items: list[Incoming]) -> None:
+        """Processes a batch of messages in one transaction (plus the total_sent marks of
+        totals the broker confirmed since the last one), then publishes the totals. A message
+        is acknowledged only once its effects are committed and its total (if any) is
+        confirmed by the broker; its one-line summary is logged after that (tests wait on it).
+        An empty batch only writes the pending marks."""
+        work = [self._parse(item) for item in items]
+        with self._plock:
+            if not work and not self._marks:
+                self._flush_queued = False
+                return
+        try:
+            done = self._with_db(lambda: self._commit(work))
+        except Stopped:
+            return
+        except Exception:  # noqa: BLE001 - nothing a peer sends may stop the service
+            if len(items) > 1:  # find the culprit: one transaction per message
+                log.warning("batch of %d failed; retrying one by one", len(items))
+                for item in items:
+                    self.handle_batch([item])
+                return
+            if items:
+                log.exception("internal error on %s; message dropped", items[0].topic[:80])
+                self.rejected["internal_error"] += 1
+                self._ack(items[0])
+            return
+        for w in done:
+            a = w.applied
+            w.publish = a is not None and a.publish
+            if a is not None and a.action in ("repeat", "duplicate") \
+                    and self._recent.get(w.basket) == a.digest:
+                # Its total is already on its way (or confirmed and not yet marked): e.g. the
+                # queued and the retained copy of one cart after a restart. Sent once.
+                w.publish = False
+            if w.publish:
+                assert a is not None
+                self._recent[w.basket] = a.digest
+                self._publish(w)
+            else:
+                self._finish(w)
+
+    def _parse(self, item: Incoming) -> Work:
         try:
             basket, kind = contract.parse_topic(item.topic)
             if kind == "availability":
-                online = contract.parse_availability(item.payload)
-                self._with_db(lambda: store.set_availability(self.db, basket, online))
-                done = "basket %d is %s" % (basket, "online" if online else "offline")
-            else:
-                summary = self._price(contract.parse_update(basket, item.payload), item)
-                if summary is None:
-                    return
-                done = summary
-        except Stopped:
-            return
+                return Work(item, basket, online=contract.parse_availability(item.payload))
+            return Work(item, basket, update=contract.parse_update(basket, item.payload))
         except Rejected as r:
             self.rejected[r.reason] += 1
             log.warning("rejected %s: %s (rejected so far: %d)", item.topic[:80], r,
                         sum(self.rejected.values()))
-            reason = r.reason
-            try:
-                self._with_db(lambda: store.count_rejected(self.db, reason))
-            except Stopped:
+            return Work(item, 0, reason=r.reason)
+
+    def _commit(self, work: list[Work]) -> list[Work]:
+        """One transaction for the whole batch. Runs again from the start if the database
+        was lost (nothing of a rolled-back attempt is kept)."""
+        with self._plock:
+            marks, self._marks = self._marks, {}
+            self._flush_queued = False
+        try:
+            with self.db.tx() as t:
+                if self.db.backend == "postgresql":
+                    # Lock the batch's baskets in one order: two share-group members with
+                    # overlapping batches then wait for each other instead of deadlocking.
+                    for b in sorted({w.basket for w in work if w.basket} | set(marks)):
+                        t.lock_basket(b)
+                for basket, digest in marks.items():
+                    store.mark_total_sent_tx(t, basket, digest)
+                rejected: Counter[str] = Counter(w.reason for w in work if w.reason)
+                for reason, n in rejected.items():
+                    store.count_rejected_tx(t, reason, n)
+                for w in work:
+                    if w.update is not None:
+                        it = w.item
+                        w.applied = store.apply_update_tx(
+                            t, w.update, self.products, via="retained" if it.retain else "live",
+                            client_id=self.settings.client_id, mid=it.mid if it.qos else None,
+                            dup=it.dup, retained=it.retain)
+                    elif w.online is not None:
+                        store.set_availability_tx(t, w.basket, w.online)
+        except BaseException:
+            with self._plock:  # not written: keep them for the next transaction
+                for basket, digest in marks.items():
+                    self._marks.setdefault(basket, digest)
+            raise
+        for basket, digest in marks.items():
+            if self._recent.get(basket) == digest:
+                del self._recent[basket]  # the database knows now
+        for w in work:
+            if w.applied is not None:
+                self.applied[w.applied.action] += 1
+                if w.applied.unknown:
+                    log.warning("basket %d: unknown product code(s) %s priced 0", w.basket,
+                                ",".join(w.applied.unknown))
+        return work
+
+    def _publish(self, w: Work) -> None:
+        """Sends the total without waiting: the broker's PUBACK (paho's network thread,
+        _on_publish) finishes the message. Until then it is not acknowledged, so a crash or a
+        lost link makes the broker deliver it again."""
+        assert w.applied is not None
+        info = self.client.publish(contract.status_topic(w.basket),
+                                   contract.total_payload(w.basket, w.applied.total), qos=1)
+        with self._plock:
+            confirmed = info.mid in self._early
+            if confirmed:
+                self._early.discard(info.mid)
+            else:
+                self._waiting[info.mid] = w
+        if confirmed:
+            self._confirmed(w)
+
+    def _on_publish(self, c: mqtt.Client, u: object, mid: int, rc: mqtt.ReasonCode,
+                    props: object) -> None:
+        # paho's thread, inside paho's own lock: only bookkeeping and the ack, no publish.
+        with self._plock:
+            w = self._waiting.pop(mid, None)
+            if w is None:
+                self._early.add(mid)  # the PUBACK beat _publish's bookkeeping
                 return
-        except Exception:  # noqa: BLE001 - nothing a peer sends may stop the service
-            log.exception("internal error on %s; message dropped", item.topic[:80])
-            self.rejected["internal_error"] += 1
-        self._ack(item)
-        if done:
-            log.info("%s", done)
+        self._confirmed(w)
 
-    def _price(self, upd: contract.Update, item: Incoming) -> str | None:
-        """Returns a summary, or None when the message must not be acknowledged (the broker
-        delivers it again and the inbox recognises it)."""
-        via = "retained" if item.retain else "live"
-        applied = self._with_db(lambda: store.apply_update(
-            self.db, upd, self.products, via=via, client_id=self.settings.client_id,
-            mid=item.mid if item.qos else None, dup=item.dup, retained=item.retain))
-        self.applied[applied.action] += 1
-        if applied.unknown:
-            log.warning("basket %d: unknown product code(s) %s priced 0", upd.basket,
-                        ",".join(applied.unknown))
-        summary = "basket %d: %s cart %s -> total %d" % (upd.basket, applied.action, upd.cart,
-                                                         applied.total)
-        if not applied.publish:
-            return summary + " (already sent)"
-        if not self._publish(contract.status_topic(upd.basket),
-                             contract.total_payload(upd.basket, applied.total)):
-            return None
-        self._with_db(lambda: store.mark_total_sent(self.db, upd.basket, applied.digest))
-        return summary
+    def _confirmed(self, w: Work) -> None:
+        """The broker has the total: note it for the next transaction (total_sent = 1),
+        wake the worker if it is idle, and finish the message."""
+        assert w.applied is not None
+        with self._plock:
+            self._marks[w.basket] = w.applied.digest
+            wake = not self._flush_queued
+            self._flush_queued = True
+        if wake:
+            self.inbox.put(None)
+        self._finish(w)
 
-    def _publish(self, topic: str, payload: bytes) -> bool:
-        info = self.client.publish(topic, payload, qos=1)
-        for _ in range(30):
-            if self.stop.is_set():
-                return False
-            try:
-                info.wait_for_publish(1.0)
-            except (RuntimeError, ValueError) as e:
-                log.warning("total for %s not sent (%s); it is sent again on redelivery", topic, e)
-                return False
-            if info.is_published():
-                return True
-        log.warning("total for %s not acknowledged in 30 s", topic)
-        return False
+    def _finish(self, w: Work) -> None:
+        self._ack(w.item)
+        if not log.isEnabledFor(logging.INFO):
+            return
+        if w.applied is not None:
+            assert w.update is not None
+            log.info("basket %d: %s cart %s -> total %d%s", w.basket, w.applied.action,
+                     w.update.cart, w.applied.total, "" if w.publish else " (already sent)")
+        elif w.online is not None:
+            log.info("basket %d is %s", w.basket, "online" if w.online else "offline")
 
     def _ack(self, item: Incoming) -> None:
         if item.mid is None or not item.qos:
