@@ -171,7 +171,11 @@ class Database:
                 self.conn = sqlite3.connect(str(s.db_path), isolation_level=None, timeout=30,
                                             check_same_thread=False)
                 self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
+                # WAL + NORMAL: a COMMIT has written the transaction to the WAL file (the
+                # OS holds it) before it returns, so a killed or restarted process loses
+                # nothing committed; only the host crashing may undo the last ones. FULL also
+                # waits for the disk on every COMMIT (docs/service.md).
+                self.conn.execute("PRAGMA synchronous=%s" % s.db_sync.upper())
                 self.conn.execute("PRAGMA foreign_keys=ON")
             except (OSError, sqlite3.Error) as e:
                 raise DatabaseError("cannot open BASKET_DB %s: %s" % (s.db_path, e))

@@ -22,10 +22,62 @@ class LinkError(OSError):
     """The broker cannot be reached or refused us; the message is safe to show."""
 
 
+class BufferedSocket:
+    """A plain TCP socket whose reads are buffered. paho reads each packet in several tiny
+    recv() calls (the type byte, the length byte by byte, then the body), one system call
+    each; this takes what the kernel holds in one call and hands it out. paho's loop asks
+    pending() before it waits in select(), as it does for TLS sockets, so nothing buffered
+    waits. Everything else goes to the socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, n: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(max(n, 65536))
+            if len(data) <= n:
+                return data
+            self._buf, self._pos = data, 0
+        end = min(len(self._buf), self._pos + n)
+        chunk = self._buf[self._pos:end]
+        self._pos = end
+        return chunk
+
+    def pending(self) -> int:
+        return len(self._buf) - self._pos
+
+    def send(self, data: bytes | bytearray) -> int:
+        return self._sock.send(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class Client(mqtt.Client):
+    """paho's client with buffered reads on plain TCP (TLS sockets buffer already)."""
+
+    def _create_socket(self) -> mqtt.SocketLike:  # paho 2.2: makes each connection's socket
+        sock = super()._create_socket()
+        if type(sock) is socket.socket:
+            return BufferedSocket(sock)
+        return sock
+
+
 def make_client(settings: Settings, client_id: str, *, clean: bool = True,
                 manual_ack: bool = False) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean, manual_ack=manual_ack)
+    client = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    clean_session=clean, manual_ack=manual_ack)
     if settings.mqtt_user:
         client.username_pw_set(settings.mqtt_user, settings.mqtt_password)
     if settings.mqtt_cafile:

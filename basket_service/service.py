@@ -76,7 +76,7 @@ class Service:
         self.db = db
         self.products = dict(products)
         self.share_group = share_group
-        # Messages from paho's thread; None: totals were confirmed, write their marks.
+        # Messages from paho's thread; None: totals were confirmed (see _on_publish).
         self.inbox: queue.Queue[Incoming | None] = queue.Queue()
         self.stop = threading.Event()
         self.generation = 0
@@ -91,17 +91,21 @@ class Service:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
-        # Totals of a whole batch go out together; paho's default of 20 in flight would
-        # hold the rest back a round trip each.
-        self.client.max_inflight_messages_set(MAX_BATCH)
+        self.client.on_subscribe = self._on_subscribe
+        self._session_present = False
+        # Totals of a whole batch go out together: no limit in paho (its default of 20 holds
+        # the rest back, and each PUBACK then scans every queued message). What is in flight
+        # is bounded anyway: each total belongs to an update not yet acknowledged, and the
+        # broker's max_inflight_messages bounds those.
+        self.client.max_inflight_messages_set(0)
         # Published totals waiting for the broker's PUBACK (by our packet id), PUBACKs that
-        # came before _publish noted the packet id, and confirmed totals not yet marked as
-        # sent in the database (basket -> cart digest). All under _plock.
+        # came before _publish noted the packet id, and messages whose total the broker has
+        # confirmed, to be marked as sent and acknowledged by the worker. All under _plock.
         self._plock = threading.Lock()
         self._waiting: dict[int, Work] = {}
         self._early: set[int] = set()
-        self._marks: dict[int, str] = {}
-        self._flush_queued = False
+        self._confirmed: list[Work] = []
+        self._woken = False  # a wake-up (None) for the confirmed ones is in the inbox
         # Worker only: basket -> digest of the last total published whose mark is not yet
         # committed (total_sent in the database lags behind it until then).
         self._recent: dict[int, str] = {}
@@ -119,13 +123,19 @@ class Service:
                       self.settings.mqtt_port, rc)
             return
         self.generation += 1
-        log.info("connected to MQTT %s:%d as %s (session present: %s)", self.settings.mqtt_host,
-                 self.settings.mqtt_port, self.settings.client_id, flags.session_present)
+        self._session_present = bool(flags.session_present)
         c.subscribe([(f, 1) for f in self._filters()])
         if self.share_group:
             # A shared subscription gets no retained messages: read them once per connection
             # so carts published while no service ran are priced now.
             threading.Thread(target=self._sweep, name="sweep", daemon=True).start()
+
+    def _on_subscribe(self, c: mqtt.Client, u: object, mid: int, codes: object,
+                      props: object) -> None:
+        # Logged once the broker has the subscriptions: from here on nothing is missed
+        # (tests start publishing when they see this line).
+        log.info("connected to MQTT %s:%d as %s (session present: %s)", self.settings.mqtt_host,
+                 self.settings.mqtt_port, self.settings.client_id, self._session_present)
 
     def _on_disconnect(self, c: mqtt.Client, u: object, flags: object, rc: mqtt.ReasonCode,
                        props: object) -> None:
@@ -177,31 +187,39 @@ class Service:
         self.handle_batch([item])
 
     def handle_batch(self, items: list[Incoming]) -> None:
-        """Processes a batch of messages in one transaction (plus the total_sent marks of
-        totals the broker confirmed since the last one), then publishes the totals. A message
-        is acknowledged only once its effects are committed and its total (if any) is
-        confirmed by the broker; its one-line summary is logged after that (tests wait on it).
-        An empty batch only writes the pending marks."""
+        """Processes a batch of messages in one transaction, then publishes their totals
+        without waiting. The same transaction marks as sent the totals the broker has
+        confirmed since the last one, and only then are those messages acknowledged: per
+        message it is the order of docs/service.md (commit, total confirmed, total_sent = 1,
+        ack), with one commit for many. Each message's one-line summary is logged once it is
+        acknowledged (tests wait on it). An empty batch only handles the confirmed ones."""
         work = [self._parse(item) for item in items]
         with self._plock:
-            if not work and not self._marks:
-                self._flush_queued = False
-                return
+            confirmed, self._confirmed = self._confirmed, []
+            self._woken = False
+        if not work and not confirmed:
+            return
         try:
-            done = self._with_db(lambda: self._commit(work))
+            done = self._with_db(lambda: self._commit(work, confirmed))
         except Stopped:
             return
         except Exception:  # noqa: BLE001 - nothing a peer sends may stop the service
+            if not items:  # not acknowledged: the broker delivers them again
+                log.exception("could not mark %d total(s) as sent", len(confirmed))
+                return
+            with self._plock:  # not marked: keep them for the next transaction
+                self._confirmed[:0] = confirmed
             if len(items) > 1:  # find the culprit: one transaction per message
                 log.warning("batch of %d failed; retrying one by one", len(items))
                 for item in items:
                     self.handle_batch([item])
                 return
-            if items:
-                log.exception("internal error on %s; message dropped", items[0].topic[:80])
-                self.rejected["internal_error"] += 1
-                self._ack(items[0])
+            log.exception("internal error on %s; message dropped", items[0].topic[:80])
+            self.rejected["internal_error"] += 1
+            self._ack(items[0])
             return
+        for w in confirmed:
+            self._finish(w)
         for w in done:
             a = w.applied
             w.publish = a is not None and a.publish
@@ -229,39 +247,34 @@ class Service:
                         sum(self.rejected.values()))
             return Work(item, 0, reason=r.reason)
 
-    def _commit(self, work: list[Work]) -> list[Work]:
+    def _commit(self, work: list[Work], confirmed: list[Work]) -> list[Work]:
         """One transaction for the whole batch. Runs again from the start if the database
         was lost (nothing of a rolled-back attempt is kept)."""
-        with self._plock:
-            marks, self._marks = self._marks, {}
-            self._flush_queued = False
-        try:
-            with self.db.tx() as t:
-                if self.db.backend == "postgresql":
-                    # Lock the batch's baskets in one order: two share-group members with
-                    # overlapping batches then wait for each other instead of deadlocking.
-                    for b in sorted({w.basket for w in work if w.basket} | set(marks)):
-                        t.lock_basket(b)
-                for basket, digest in marks.items():
-                    store.mark_total_sent_tx(t, basket, digest)
-                rejected: Counter[str] = Counter(w.reason for w in work if w.reason)
-                for reason, n in rejected.items():
-                    store.count_rejected_tx(t, reason, n)
-                for w in work:
-                    if w.update is not None:
-                        it = w.item
-                        w.applied = store.apply_update_tx(
-                            t, w.update, self.products, via="retained" if it.retain else "live",
-                            client_id=self.settings.client_id, mid=it.mid if it.qos else None,
-                            dup=it.dup, retained=it.retain)
-                    elif w.online is not None:
-                        store.set_availability_tx(t, w.basket, w.online)
-        except BaseException:
-            with self._plock:  # not written: keep them for the next transaction
-                for basket, digest in marks.items():
-                    self._marks.setdefault(basket, digest)
-            raise
-        for basket, digest in marks.items():
+        marks: dict[int, tuple[str, int | None]] = {}
+        for c in confirmed:  # in PUBACK order, which is publish order: the newest wins
+            assert c.applied is not None
+            marks[c.basket] = (c.applied.digest, c.applied.session)
+        with self.db.tx() as t:
+            if self.db.backend == "postgresql":
+                # Lock the batch's baskets in one order: two share-group members with
+                # overlapping batches then wait for each other instead of deadlocking.
+                for b in sorted({w.basket for w in work if w.basket} | set(marks)):
+                    t.lock_basket(b)
+            for basket, (digest, session) in marks.items():
+                store.mark_total_sent_tx(t, basket, digest, session)
+            rejected: Counter[str] = Counter(w.reason for w in work if w.reason)
+            for reason, n in rejected.items():
+                store.count_rejected_tx(t, reason, n)
+            for w in work:
+                if w.update is not None:
+                    it = w.item
+                    w.applied = store.apply_update_tx(
+                        t, w.update, self.products, via="retained" if it.retain else "live",
+                        client_id=self.settings.client_id, mid=it.mid if it.qos else None,
+                        dup=it.dup, retained=it.retain)
+                elif w.online is not None:
+                    store.set_availability_tx(t, w.basket, w.online)
+        for basket, (digest, _) in marks.items():
             if self._recent.get(basket) == digest:
                 del self._recent[basket]  # the database knows now
         for w in work:
@@ -285,30 +298,26 @@ class Service:
                 self._early.discard(info.mid)
             else:
                 self._waiting[info.mid] = w
+            if confirmed:
+                self._confirmed.append(w)
         if confirmed:
-            self._confirmed(w)
+            self.inbox.put(None)
 
     def _on_publish(self, c: mqtt.Client, u: object, mid: int, rc: mqtt.ReasonCode,
                     props: object) -> None:
-        # paho's thread, inside paho's own lock: only bookkeeping and the ack, no publish.
+        """The broker has a total: the worker marks it as sent with its next transaction
+        and then acknowledges the update (woken by a None in the inbox if it is idle). paho's
+        thread, inside paho's own lock: bookkeeping only."""
         with self._plock:
             w = self._waiting.pop(mid, None)
             if w is None:
                 self._early.add(mid)  # the PUBACK beat _publish's bookkeeping
                 return
-        self._confirmed(w)
-
-    def _confirmed(self, w: Work) -> None:
-        """The broker has the total: note it for the next transaction (total_sent = 1),
-        wake the worker if it is idle, and finish the message."""
-        assert w.applied is not None
-        with self._plock:
-            self._marks[w.basket] = w.applied.digest
-            wake = not self._flush_queued
-            self._flush_queued = True
+            self._confirmed.append(w)
+            wake = not self._woken
+            self._woken = True
         if wake:
             self.inbox.put(None)
-        self._finish(w)
 
     def _finish(self, w: Work) -> None:
         self._ack(w.item)

@@ -28,6 +28,7 @@ class Applied:
     total: int
     unknown: list[str]
     publish: bool
+    session: int | None = None  # the basket's session when it was applied
 
 
 def load_products(db: Database, products: Mapping[str, Product]) -> None:
@@ -69,13 +70,15 @@ def apply_update_tx(t: Tx, upd: Update, products: Mapping[str, Product], *, via:
                      (client_id, mid))
         if seen and seen[0] == digest:
             publish = cur_digest == digest and not total_sent
-            return Applied("duplicate", upd.basket, digest, int(cur_total), [], publish)
+            return Applied("duplicate", upd.basket, digest, int(cur_total), [], publish,
+                           session)
     if mid is not None:
         t.run("INSERT INTO inbox (client_id, mid, digest) VALUES (?, ?, ?) ON CONFLICT"
               " (client_id, mid) DO UPDATE SET digest = excluded.digest",
               (client_id, mid, digest))
     if cur_digest == digest:
-        return Applied("repeat", upd.basket, digest, int(cur_total), [], not total_sent)
+        return Applied("repeat", upd.basket, digest, int(cur_total), [], not total_sent,
+                       session)
     priced = catalog.price(upd.items, products)
     action = "new"
     if retained:
@@ -92,17 +95,21 @@ def apply_update_tx(t: Tx, upd: Update, products: Mapping[str, Product], *, via:
                ",".join(priced.unknown), via))
     t.run("UPDATE baskets SET cart = ?, cart_digest = ?, total = ?, total_sent = 0,"
           " updated_at = ? WHERE id = ?", (upd.cart, digest, priced.total, stamp, upd.basket))
-    return Applied(action, upd.basket, digest, priced.total, priced.unknown, True)
+    return Applied(action, upd.basket, digest, priced.total, priced.unknown, True, session)
 
 
-def mark_total_sent(db: Database, basket: int, digest: str) -> None:
+def mark_total_sent(db: Database, basket: int, digest: str,
+                    session: int | None = None) -> None:
     with db.tx() as t:
-        mark_total_sent_tx(t, basket, digest)
+        mark_total_sent_tx(t, basket, digest, session)
 
 
-def mark_total_sent_tx(t: Tx, basket: int, digest: str) -> None:
-    """The broker has the total for this cart; a no-op once the basket's cart has moved on."""
-    t.run("UPDATE baskets SET total_sent = 1 WHERE id = ? AND cart_digest = ?", (basket, digest))
+def mark_total_sent_tx(t: Tx, basket: int, digest: str, session: int | None) -> None:
+    """The broker has the total for this cart; a no-op once the basket's cart has moved on or
+    a session started or ended since (start wants the first update's total sent again)."""
+    same = "session_id IS NULL" if session is None else "session_id = ?"
+    t.run("UPDATE baskets SET total_sent = 1 WHERE id = ? AND cart_digest = ? AND " + same,
+          (basket, digest) if session is None else (basket, digest, session))
 
 
 def set_availability(db: Database, basket: int, online: bool) -> None:
