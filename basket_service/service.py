@@ -106,9 +106,11 @@ class Service:
         self._early: set[int] = set()
         self._confirmed: list[Work] = []
         self._woken = False  # a wake-up (None) for the confirmed ones is in the inbox
-        # Worker only: basket -> digest of the last total published whose mark is not yet
-        # committed (total_sent in the database lags behind it until then).
-        self._recent: dict[int, str] = {}
+        # Worker only: baskets with a total published and not yet confirmed, the updates
+        # held back until it is (oldest first), and the connection _busy belongs to.
+        self._busy: set[int] = set()
+        self._held: list[Work] = []
+        self._busy_generation = 0
 
     # --- paho's thread: only bookkeeping and queueing ---------------------------------------
     def _filters(self) -> list[str]:
@@ -192,45 +194,65 @@ class Service:
         confirmed since the last one, and only then are those messages acknowledged: per
         message it is the order of docs/service.md (commit, total confirmed, total_sent = 1,
         ack), with one commit for many. Each message's one-line summary is logged once it is
-        acknowledged (tests wait on it). An empty batch only handles the confirmed ones."""
-        work = [self._parse(item) for item in items]
+        acknowledged (tests wait on it). An empty batch only handles the confirmed ones.
+
+        Per basket, one update at a time: a basket's next update waits (held, not yet
+        acknowledged) until the total of its previous one is confirmed. So, as with one
+        message at a time, an update is never overtaken by a newer cart of its basket before
+        its total is out, and a crash cannot leave a total unsent that nothing sends again."""
         with self._plock:
             confirmed, self._confirmed = self._confirmed, []
             self._woken = False
-        if not work and not confirmed:
-            return
+        if self._busy_generation != self.generation:
+            # A new connection: paho sends unconfirmed totals again, but the broker also
+            # redelivers their updates; waiting for those PUBACKs is no longer needed.
+            self._busy.clear()
+            self._busy_generation = self.generation
+        for c in confirmed:
+            self._busy.discard(c.basket)
+        candidates = self._held + [self._parse(item) for item in items]
+        self._held = []
+        work: list[Work] = []
+        taken: set[int] = set()
+        for w in candidates:
+            if w.update is not None:
+                if w.basket in self._busy or w.basket in taken:
+                    self._held.append(w)
+                    continue
+                taken.add(w.basket)
+            work.append(w)
+        if work or confirmed:
+            log.debug("batch: %d message(s), %d held, %d confirmed", len(work),
+                      len(self._held), len(confirmed))
+            self._process(work, confirmed)
+
+    def _process(self, work: list[Work], confirmed: list[Work]) -> None:
         try:
-            done = self._with_db(lambda: self._commit(work, confirmed))
+            self._with_db(lambda: self._commit(work, confirmed))
         except Stopped:
             return
         except Exception:  # noqa: BLE001 - nothing a peer sends may stop the service
-            if not items:  # not acknowledged: the broker delivers them again
+            if not work:  # not acknowledged: the broker delivers them again
                 log.exception("could not mark %d total(s) as sent", len(confirmed))
                 return
-            with self._plock:  # not marked: keep them for the next transaction
-                self._confirmed[:0] = confirmed
-            if len(items) > 1:  # find the culprit: one transaction per message
-                log.warning("batch of %d failed; retrying one by one", len(items))
-                for item in items:
-                    self.handle_batch([item])
+            if len(work) > 1 or confirmed:  # find the culprit: one transaction per message
+                log.warning("batch of %d failed; retrying one by one", len(work))
+                self._process([], confirmed)
+                for w in work:
+                    self._process([w], [])
                 return
-            log.exception("internal error on %s; message dropped", items[0].topic[:80])
+            item = work[0].item
+            log.exception("internal error on %s; message dropped", item.topic[:80])
             self.rejected["internal_error"] += 1
-            self._ack(items[0])
+            self._ack(item)
             return
-        for w in confirmed:
-            self._finish(w)
-        for w in done:
+        for c in confirmed:
+            self._finish(c)
+        for w in work:
             a = w.applied
             w.publish = a is not None and a.publish
-            if a is not None and a.action in ("repeat", "duplicate") \
-                    and self._recent.get(w.basket) == a.digest:
-                # Its total is already on its way (or confirmed and not yet marked): e.g. the
-                # queued and the retained copy of one cart after a restart. Sent once.
-                w.publish = False
             if w.publish:
-                assert a is not None
-                self._recent[w.basket] = a.digest
+                self._busy.add(w.basket)
                 self._publish(w)
             else:
                 self._finish(w)
@@ -274,9 +296,6 @@ class Service:
                         dup=it.dup, retained=it.retain)
                 elif w.online is not None:
                     store.set_availability_tx(t, w.basket, w.online)
-        for basket, (digest, _) in marks.items():
-            if self._recent.get(basket) == digest:
-                del self._recent[basket]  # the database knows now
         for w in work:
             if w.applied is not None:
                 self.applied[w.applied.action] += 1
