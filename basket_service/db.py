@@ -131,10 +131,13 @@ class Tx:
     def lock_basket(self, basket: int) -> Row:
         """Creates the basket's row if needed and locks it until the transaction ends
         (SQLite: the whole database is already locked by BEGIN IMMEDIATE)."""
-        self.run("INSERT INTO baskets (id) VALUES (?) ON CONFLICT (id) DO NOTHING", (basket,))
         lock = " FOR UPDATE" if self.backend == "postgresql" else ""
-        row = self.one("SELECT in_use, session_id, cart, cart_digest, total, total_sent"
-                       " FROM baskets WHERE id = ?" + lock, (basket,))
+        sql = ("SELECT in_use, session_id, cart, cart_digest, total, total_sent FROM baskets"
+               " WHERE id = ?" + lock)
+        row = self.one(sql, (basket,))
+        if row is None:  # first time: create it (another process may just have done so)
+            self.run("INSERT INTO baskets (id) VALUES (?) ON CONFLICT (id) DO NOTHING", (basket,))
+            row = self.one(sql, (basket,))
         assert row is not None
         return row
 

@@ -9,7 +9,8 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
 
@@ -65,7 +66,29 @@ class BufferedSocket:
 
 
 class Client(mqtt.Client):
-    """paho's client with buffered reads on plain TCP (TLS sockets buffer already)."""
+    """paho's client with buffered reads on plain TCP (TLS sockets buffer already), and
+    `corked()`: many publish()/ack() calls from another thread with one wake-up of paho's
+    network thread instead of one each (each wake-up costs a system call and a hand-over of
+    the GIL, a tenth of the service's time at 5,000 updates/s)."""
+
+    @contextmanager
+    def corked(self) -> Iterator[None]:
+        # paho 2.2: _packet_queue() wakes the loop through _sockpairW when it is set, and
+        # the loop only ever replaces the pair while it is None in loop(), which the
+        # loop_start() thread does not call. Packets queued meanwhile are written as soon
+        # as the loop wakes (or on its next turn anyway).
+        wake = self._sockpairW
+        self._sockpairW = None
+        try:
+            yield
+        finally:
+            if self._sockpairW is None:
+                self._sockpairW = wake
+            if wake is not None:
+                try:
+                    wake.send(b"0")
+                except OSError:  # full (the loop is awake anyway) or closed by a reconnect
+                    pass
 
     def _create_socket(self) -> mqtt.SocketLike:  # paho 2.2: makes each connection's socket
         sock = super()._create_socket()
@@ -75,7 +98,7 @@ class Client(mqtt.Client):
 
 
 def make_client(settings: Settings, client_id: str, *, clean: bool = True,
-                manual_ack: bool = False) -> mqtt.Client:
+                manual_ack: bool = False) -> Client:
     client = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                     clean_session=clean, manual_ack=manual_ack)
     if settings.mqtt_user:

@@ -85,8 +85,8 @@ class Service:
         self.db_errors = _db_errors()
         # Called (from the worker thread) after each message: the dashboard looks at once.
         self.on_change: Callable[[], None] | None = None
-        self.client = mqttlink.make_client(settings, settings.client_id, clean=False,
-                                           manual_ack=True)
+        self.client: mqttlink.Client = mqttlink.make_client(settings, settings.client_id,
+                                                            clean=False, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -246,16 +246,17 @@ class Service:
             self.rejected["internal_error"] += 1
             self._ack(item)
             return
-        for c in confirmed:
-            self._finish(c)
-        for w in work:
-            a = w.applied
-            w.publish = a is not None and a.publish
-            if w.publish:
-                self._busy.add(w.basket)
-                self._publish(w)
-            else:
-                self._finish(w)
+        with self.client.corked():
+            for c in confirmed:
+                self._finish(c)
+            for w in work:
+                a = w.applied
+                w.publish = a is not None and a.publish
+                if w.publish:
+                    self._busy.add(w.basket)
+                    self._publish(w)
+                else:
+                    self._finish(w)
 
     def _parse(self, item: Incoming) -> Work:
         try:
