@@ -8,7 +8,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -110,7 +110,7 @@ class Service:
         # Worker only: baskets with a total published and not yet confirmed, the updates
         # held back until it is (oldest first), and the connection _busy belongs to.
         self._busy: set[int] = set()
-        self._held: list[Work] = []
+        self._held: dict[int, deque[Work]] = {}
         self._busy_generation = 0
 
     # --- paho's thread: only bookkeeping and queueing ---------------------------------------
@@ -228,23 +228,38 @@ class Service:
             # redelivers their updates; waiting for those PUBACKs is no longer needed.
             self._busy.clear()
             self._busy_generation = self.generation
-        for c in confirmed:
-            self._busy.discard(c.basket)
-        candidates = self._held + [self._parse(item) for item in items]
-        self._held = []
         work: list[Work] = []
-        taken: set[int] = set()
-        for w in candidates:
+        for c in confirmed:  # its basket is free: its oldest held update goes now
+            self._busy.discard(c.basket)
+            held = self._held.get(c.basket)
+            if held:
+                work.append(held.popleft())
+                self._busy.add(c.basket)
+                if not held:
+                    del self._held[c.basket]
+        for item in items:
+            w = self._parse(item)
             if w.update is not None:
-                if w.basket in self._busy or w.basket in taken:
-                    self._held.append(w)
+                if w.basket in self._busy:
+                    self._held.setdefault(w.basket, deque()).append(w)
                     continue
-                taken.add(w.basket)
+                self._busy.add(w.basket)  # until its total is confirmed (or none is sent)
             work.append(w)
         if work or confirmed:
-            log.debug("batch: %d message(s), %d held, %d confirmed", len(work),
+            log.debug("batch: %d message(s), %d basket(s) waiting, %d confirmed", len(work),
                       len(self._held), len(confirmed))
             self._process(work, confirmed)
+            # Baskets whose update sent no total are free again; so are their held updates.
+            free = [b for b in self._held if b not in self._busy]
+            while free:
+                again = []
+                for b in free:
+                    again.append(self._held[b].popleft())
+                    self._busy.add(b)
+                    if not self._held[b]:
+                        del self._held[b]
+                self._process(again, [])
+                free = [b for b in self._held if b not in self._busy]
 
     def _process(self, work: list[Work], confirmed: list[Work]) -> None:
         try:
@@ -264,6 +279,8 @@ class Service:
             item = work[0].item
             log.exception("internal error on %s; message dropped", item.topic[:80])
             self.rejected["internal_error"] += 1
+            if work[0].update is not None:
+                self._busy.discard(work[0].basket)
             self._ack(item)
             return
         with self.client.corked():
@@ -273,9 +290,10 @@ class Service:
                 a = w.applied
                 w.publish = a is not None and a.publish
                 if w.publish:
-                    self._busy.add(w.basket)
                     self._publish(w)
                 else:
+                    if w.update is not None:
+                        self._busy.discard(w.basket)
                     self._finish(w)
 
     def _parse(self, item: Incoming) -> Work:
