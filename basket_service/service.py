@@ -107,9 +107,10 @@ class Service:
         self._early: set[int] = set()
         self._confirmed: list[Work] = []
         self._woken = False  # a wake-up (None) for the confirmed ones is in the inbox
-        # Worker only: baskets with a total published and not yet confirmed, the updates
-        # held back until it is (oldest first), and the connection _busy belongs to.
-        self._busy: set[int] = set()
+        # Worker only: baskets with an update whose total is not yet confirmed (basket ->
+        # that update), the updates held back until it is (oldest first), and the connection
+        # _busy belongs to.
+        self._busy: dict[int, Work] = {}
         self._held: dict[int, deque[Work]] = {}
         self._busy_generation = 0
 
@@ -230,11 +231,14 @@ class Service:
             self._busy_generation = self.generation
         work: list[Work] = []
         for c in confirmed:  # its basket is free: its oldest held update goes now
-            self._busy.discard(c.basket)
+            if self._busy.get(c.basket) is not c:
+                continue  # confirmed after a reconnect had already freed the basket
+            del self._busy[c.basket]
             held = self._held.get(c.basket)
             if held:
-                work.append(held.popleft())
-                self._busy.add(c.basket)
+                w = held.popleft()
+                work.append(w)
+                self._busy[c.basket] = w
                 if not held:
                     del self._held[c.basket]
         for item in items:
@@ -243,7 +247,7 @@ class Service:
                 if w.basket in self._busy:
                     self._held.setdefault(w.basket, deque()).append(w)
                     continue
-                self._busy.add(w.basket)  # until its total is confirmed (or none is sent)
+                self._busy[w.basket] = w  # until its total is confirmed (or none is sent)
             work.append(w)
         if work or confirmed:
             log.debug("batch: %d message(s), %d basket(s) waiting, %d confirmed", len(work),
@@ -254,8 +258,9 @@ class Service:
             while free:
                 again = []
                 for b in free:
-                    again.append(self._held[b].popleft())
-                    self._busy.add(b)
+                    w = self._held[b].popleft()
+                    again.append(w)
+                    self._busy[b] = w
                     if not self._held[b]:
                         del self._held[b]
                 self._process(again, [])
@@ -280,7 +285,7 @@ class Service:
             log.exception("internal error on %s; message dropped", item.topic[:80])
             self.rejected["internal_error"] += 1
             if work[0].update is not None:
-                self._busy.discard(work[0].basket)
+                self._busy.pop(work[0].basket, None)
             self._ack(item)
             return
         with self.client.corked():
@@ -293,7 +298,7 @@ class Service:
                     self._publish(w)
                 else:
                     if w.update is not None:
-                        self._busy.discard(w.basket)
+                        self._busy.pop(w.basket, None)
                     self._finish(w)
 
     def _parse(self, item: Incoming) -> Work:
