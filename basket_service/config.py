@@ -25,6 +25,7 @@ class Settings:
     db_path: Path = Path("basket.db")
     database_url: str | None = field(default=None, repr=False)
     client_id: str = ""
+    db_sync: str = "normal"  # SQLite's synchronous pragma: normal | full
 
     @property
     def backend(self) -> str:
@@ -80,6 +81,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     db_path = Path(db)
     if not url and db_path.is_dir():
         raise ConfigError("BASKET_DB must be a file path, %r is a directory" % db)
+    sync = env.get("BASKET_DB_SYNC", "normal").strip().lower() or "normal"
+    if sync not in ("normal", "full"):
+        raise ConfigError("BASKET_DB_SYNC must be normal or full, got %r" % sync[:20])
     client_id = env.get("SERVICE_CLIENT_ID", "").strip()
     if len(client_id) > 64:
         raise ConfigError("SERVICE_CLIENT_ID is longer than 64 characters")
@@ -91,5 +95,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         mqtt_cafile=Path(cafile) if cafile else None,
         db_path=db_path,
         database_url=url,
+        db_sync=sync,
         client_id=client_id or "basket-service-%s" % socket.gethostname()[:40],
     )

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 BASE = "basket"
@@ -34,12 +35,12 @@ class Update:
     items: dict[str, int]
     payload: bytes
 
-    @property
+    @cached_property
     def cart(self) -> str:
         """The cart in one canonical form: equal carts give equal text, whatever the bytes."""
         return encode_cart(self.items)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return cart_digest(self.cart)
 

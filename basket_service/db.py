@@ -131,10 +131,13 @@ class Tx:
     def lock_basket(self, basket: int) -> Row:
         """Creates the basket's row if needed and locks it until the transaction ends
         (SQLite: the whole database is already locked by BEGIN IMMEDIATE)."""
-        self.run("INSERT INTO baskets (id) VALUES (?) ON CONFLICT (id) DO NOTHING", (basket,))
         lock = " FOR UPDATE" if self.backend == "postgresql" else ""
-        row = self.one("SELECT in_use, session_id, cart, cart_digest, total, total_sent"
-                       " FROM baskets WHERE id = ?" + lock, (basket,))
+        sql = ("SELECT in_use, session_id, cart, cart_digest, total, total_sent FROM baskets"
+               " WHERE id = ?" + lock)
+        row = self.one(sql, (basket,))
+        if row is None:  # first time: create it (another process may just have done so)
+            self.run("INSERT INTO baskets (id) VALUES (?) ON CONFLICT (id) DO NOTHING", (basket,))
+            row = self.one(sql, (basket,))
         assert row is not None
         return row
 
@@ -149,6 +152,7 @@ class Database:
         self.where = settings.describe_db()
         self._settings = settings
         self.conn: Any = None
+        self._own_checkpoints = False
         self.connect()
 
     def connect(self) -> None:
@@ -171,10 +175,32 @@ class Database:
                 self.conn = sqlite3.connect(str(s.db_path), isolation_level=None, timeout=30,
                                             check_same_thread=False)
                 self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
+                # WAL + NORMAL: a COMMIT has written the transaction to the WAL file (the
+                # OS holds it) before it returns, so a killed or restarted process loses
+                # nothing committed; only the host crashing may undo the last ones. FULL also
+                # waits for the disk on every COMMIT (docs/service.md).
+                self.conn.execute("PRAGMA synchronous=%s" % s.db_sync.upper())
                 self.conn.execute("PRAGMA foreign_keys=ON")
+                if self._own_checkpoints:
+                    self.conn.execute("PRAGMA wal_autocheckpoint=0")
             except (OSError, sqlite3.Error) as e:
                 raise DatabaseError("cannot open BASKET_DB %s: %s" % (s.db_path, e))
+
+    def checkpoint_elsewhere(self) -> None:
+        """SQLite: this connection's COMMITs no longer copy the WAL back into the database
+        file (an automatic checkpoint every 1,000 pages, with its fsyncs, inside whichever
+        COMMIT crosses the line); the caller runs checkpoint() from another thread instead."""
+        if self.backend == "sqlite":
+            self._own_checkpoints = True
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpointer(self) -> Any:
+        """A separate SQLite connection for checkpoint() (synchronous=FULL: a checkpoint
+        syncs the WAL before it copies it and the database file after)."""
+        conn = sqlite3.connect(str(self._settings.db_path), isolation_level=None, timeout=30,
+                               check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
 
     def close(self) -> None:
         if self.conn is not None:

@@ -9,7 +9,8 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
 
@@ -22,10 +23,84 @@ class LinkError(OSError):
     """The broker cannot be reached or refused us; the message is safe to show."""
 
 
+class BufferedSocket:
+    """A plain TCP socket whose reads are buffered. paho reads each packet in several tiny
+    recv() calls (the type byte, the length byte by byte, then the body), one system call
+    each; this takes what the kernel holds in one call and hands it out. paho's loop asks
+    pending() before it waits in select(), as it does for TLS sockets, so nothing buffered
+    waits. Everything else goes to the socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, n: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(max(n, 65536))
+            if len(data) <= n:
+                return data
+            self._buf, self._pos = data, 0
+        end = min(len(self._buf), self._pos + n)
+        chunk = self._buf[self._pos:end]
+        self._pos = end
+        return chunk
+
+    def pending(self) -> int:
+        return len(self._buf) - self._pos
+
+    def send(self, data: bytes | bytearray) -> int:
+        return self._sock.send(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class Client(mqtt.Client):
+    """paho's client with buffered reads on plain TCP (TLS sockets buffer already), and
+    `corked()`: many publish()/ack() calls from another thread with one wake-up of paho's
+    network thread instead of one each (each wake-up costs a system call and a hand-over of
+    the GIL, a tenth of the service's time at 5,000 updates/s)."""
+
+    @contextmanager
+    def corked(self) -> Iterator[None]:
+        # paho 2.2: _packet_queue() wakes the loop through _sockpairW when it is set, and
+        # the loop only ever replaces the pair while it is None in loop(), which the
+        # loop_start() thread does not call. Packets queued meanwhile are written as soon
+        # as the loop wakes (or on its next turn anyway).
+        wake = self._sockpairW
+        self._sockpairW = None
+        try:
+            yield
+        finally:
+            if self._sockpairW is None:
+                self._sockpairW = wake
+            if wake is not None:
+                try:
+                    wake.send(b"0")
+                except OSError:  # full (the loop is awake anyway) or closed by a reconnect
+                    pass
+
+    def _create_socket(self) -> mqtt.SocketLike:  # paho 2.2: makes each connection's socket
+        sock = super()._create_socket()
+        if type(sock) is socket.socket:
+            return BufferedSocket(sock)
+        return sock
+
+
 def make_client(settings: Settings, client_id: str, *, clean: bool = True,
-                manual_ack: bool = False) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean, manual_ack=manual_ack)
+                manual_ack: bool = False) -> Client:
+    client = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    clean_session=clean, manual_ack=manual_ack)
     if settings.mqtt_user:
         client.username_pw_set(settings.mqtt_user, settings.mqtt_password)
     if settings.mqtt_cafile:

@@ -28,6 +28,7 @@ class Applied:
     total: int
     unknown: list[str]
     publish: bool
+    session: int | None = None  # the basket's session when it was applied
 
 
 def load_products(db: Database, products: Mapping[str, Product]) -> None:
@@ -52,56 +53,84 @@ def apply_update(db: Database, upd: Update, products: Mapping[str, Product], *, 
     - a cart equal to the basket's current cart adds nothing to the history;
     - a retained cart already seen in this session restores it as current (a member of a
       share group that comes back late may have applied an older update in between)."""
+    with db.tx() as t:
+        return apply_update_tx(t, upd, products, via=via, client_id=client_id, mid=mid, dup=dup,
+                               retained=retained)
+
+
+def apply_update_tx(t: Tx, upd: Update, products: Mapping[str, Product], *, via: str,
+                    client_id: str = "", mid: int | None = None, dup: bool = False,
+                    retained: bool = False) -> Applied:
+    """apply_update inside a transaction the caller holds (the service applies a whole batch
+    of updates in one); updates of one basket must come in the order they were received."""
     digest = upd.digest
-    with db.tx() as t:
-        _, session, _, cur_digest, cur_total, total_sent = t.lock_basket(upd.basket)
-        if dup and mid is not None:
-            seen = t.one("SELECT digest FROM inbox WHERE client_id = ? AND mid = ?",
-                         (client_id, mid))
-            if seen and seen[0] == digest:
-                publish = cur_digest == digest and not total_sent
-                return Applied("duplicate", upd.basket, digest, int(cur_total), [], publish)
-        if mid is not None:
-            t.run("INSERT INTO inbox (client_id, mid, digest) VALUES (?, ?, ?) ON CONFLICT"
-                  " (client_id, mid) DO UPDATE SET digest = excluded.digest",
-                  (client_id, mid, digest))
-        if cur_digest == digest:
-            return Applied("repeat", upd.basket, digest, int(cur_total), [], not total_sent)
-        priced = catalog.price(upd.items, products)
-        action = "new"
-        if retained:
-            same_session = "session_id IS NULL" if session is None else "session_id = ?"
-            params = (upd.basket, digest) if session is None else (upd.basket, digest, session)
-            if t.one("SELECT 1 FROM history WHERE basket = ? AND digest = ? AND "
-                     + same_session + " LIMIT 1", params):
-                action = "restored"
-        if action == "new":
-            t.run("INSERT INTO history (basket, session_id, received_at, cart, digest, total,"
-                  " unknown, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (upd.basket, session, now(), upd.cart, digest, priced.total,
-                   ",".join(priced.unknown), via))
-        t.run("UPDATE baskets SET cart = ?, cart_digest = ?, total = ?, total_sent = 0,"
-              " updated_at = ? WHERE id = ?", (upd.cart, digest, priced.total, now(), upd.basket))
-        return Applied(action, upd.basket, digest, priced.total, priced.unknown, True)
+    _, session, _, cur_digest, cur_total, total_sent = t.lock_basket(upd.basket)
+    if dup and mid is not None:
+        seen = t.one("SELECT digest FROM inbox WHERE client_id = ? AND mid = ?",
+                     (client_id, mid))
+        if seen and seen[0] == digest:
+            publish = cur_digest == digest and not total_sent
+            return Applied("duplicate", upd.basket, digest, int(cur_total), [], publish,
+                           session)
+    if mid is not None:
+        t.run("INSERT INTO inbox (client_id, mid, digest) VALUES (?, ?, ?) ON CONFLICT"
+              " (client_id, mid) DO UPDATE SET digest = excluded.digest",
+              (client_id, mid, digest))
+    if cur_digest == digest:
+        return Applied("repeat", upd.basket, digest, int(cur_total), [], not total_sent,
+                       session)
+    priced = catalog.price(upd.items, products)
+    action = "new"
+    if retained:
+        same_session = "session_id IS NULL" if session is None else "session_id = ?"
+        params = (upd.basket, digest) if session is None else (upd.basket, digest, session)
+        if t.one("SELECT 1 FROM history WHERE basket = ? AND digest = ? AND "
+                 + same_session + " LIMIT 1", params):
+            action = "restored"
+    stamp = now()
+    if action == "new":
+        t.run("INSERT INTO history (basket, session_id, received_at, cart, digest, total,"
+              " unknown, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+              (upd.basket, session, stamp, upd.cart, digest, priced.total,
+               ",".join(priced.unknown), via))
+    t.run("UPDATE baskets SET cart = ?, cart_digest = ?, total = ?, total_sent = 0,"
+          " updated_at = ? WHERE id = ?", (upd.cart, digest, priced.total, stamp, upd.basket))
+    return Applied(action, upd.basket, digest, priced.total, priced.unknown, True, session)
 
 
-def mark_total_sent(db: Database, basket: int, digest: str) -> None:
+def mark_total_sent(db: Database, basket: int, digest: str,
+                    session: int | None = None) -> None:
     with db.tx() as t:
-        t.run("UPDATE baskets SET total_sent = 1 WHERE id = ? AND cart_digest = ?",
-              (basket, digest))
+        mark_total_sent_tx(t, basket, digest, session)
+
+
+def mark_total_sent_tx(t: Tx, basket: int, digest: str, session: int | None) -> None:
+    """The broker has the total for this cart; a no-op once the basket's cart has moved on or
+    a session started or ended since (start wants the first update's total sent again)."""
+    same = "session_id IS NULL" if session is None else "session_id = ?"
+    t.run("UPDATE baskets SET total_sent = 1 WHERE id = ? AND cart_digest = ? AND " + same,
+          (basket, digest) if session is None else (basket, digest, session))
 
 
 def set_availability(db: Database, basket: int, online: bool) -> None:
     with db.tx() as t:
-        t.lock_basket(basket)
-        t.run("UPDATE baskets SET online = ?, availability_at = ? WHERE id = ?",
-              (int(online), now(), basket))
+        set_availability_tx(t, basket, online)
+
+
+def set_availability_tx(t: Tx, basket: int, online: bool) -> None:
+    t.lock_basket(basket)
+    t.run("UPDATE baskets SET online = ?, availability_at = ? WHERE id = ?",
+          (int(online), now(), basket))
 
 
 def count_rejected(db: Database, reason: str) -> None:
     with db.tx() as t:
-        t.bump("rejected")
-        t.bump("rejected." + reason)
+        count_rejected_tx(t, reason)
+
+
+def count_rejected_tx(t: Tx, reason: str, n: int = 1) -> None:
+    t.bump("rejected", n)
+    t.bump("rejected." + reason, n)
 
 
 def counters(db: Database) -> dict[str, int]:

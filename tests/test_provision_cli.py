@@ -154,6 +154,7 @@ def test_config_is_absolute_and_complete(
         assert Path(value).is_absolute() and Path(value).exists(), key
     for expected in ("listener 1883 127.0.0.1", "listener 8883 127.0.0.1", "allow_anonymous false",
                      "persistence true", "set_tcp_nodelay true", "max_queued_messages 500",
+                     "max_inflight_messages 1000",
                      "user root", "tls_version tlsv1.2"):  # fmt: skip
         assert expected in lines
     assert any(line.startswith("persistent_client_expiration ") for line in lines)

@@ -33,6 +33,10 @@ from mqtt_controller.mqtt import MQTTClient  # noqa: E402
 from mqtt_controller.packet import MQTTException  # noqa: E402
 
 REPORT_S = 0.5
+# Updates per basket still waiting for their total. Past it the oldest counts as unanswered;
+# it must cover a saturated run (40 updates/s per basket x seconds of backlog), or totals that
+# do come, late, are counted as unmatched instead of timed.
+FIFO_MAX = 4096
 
 
 def raise_nofile() -> int:
@@ -131,7 +135,7 @@ def worker(wid: int, numbers: list[int], args: argparse.Namespace, passwords: di
                 b.client.publish("basket/%d/update" % b.n, protocol.encode_update(b.n, b.items),
                                  retain=True, qos=1)
                 b.fifo.append((time.monotonic(), total))
-                if len(b.fifo) > 64:
+                if len(b.fifo) > FIFO_MAX:
                     b.fifo.pop(0)
                     unanswered += 1
                 sent += 1

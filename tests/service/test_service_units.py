@@ -127,6 +127,7 @@ def test_settings_defaults_and_redaction():
     ({"DATABASE_URL": "mysql://u:pw@h/db"}, "DATABASE_URL"),
     ({"BASKET_DB": ""}, "BASKET_DB"),
     ({"MQTT_CAFILE": "/nonexistent/ca.pem"}, "MQTT_CAFILE"),
+    ({"BASKET_DB_SYNC": "off"}, "BASKET_DB_SYNC"),
 ])
 def test_bad_settings_name_the_variable(env, var):
     with pytest.raises(config.ConfigError, match=var):
@@ -163,6 +164,17 @@ def test_cli_reports_on_an_empty_database(tmp_path):
     r = cli(env, "end", "3")
     assert r.returncode == 1 and "not in use" in r.stderr
     assert (tmp_path / "b.db").exists()
+
+
+@pytest.mark.parametrize("env,level", [({}, 1), ({"BASKET_DB_SYNC": "full"}, 2),
+                                       ({"BASKET_DB_SYNC": "NORMAL"}, 1)])
+def test_sqlite_sync_setting(tmp_path, env, level):
+    from basket_service import db as dbmod
+
+    d = dbmod.open_db(config.load({"BASKET_DB": str(tmp_path / "b.db"), **env}))
+    assert d.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert d.conn.execute("PRAGMA synchronous").fetchone()[0] == level  # 1 NORMAL, 2 FULL
+    d.close()
 
 
 def test_history_is_append_only(tmp_path):
