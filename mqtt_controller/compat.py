@@ -84,14 +84,6 @@ def would_block(exc):
     return getattr(exc, "errno", code) in _EAGAIN
 
 
-def pending(sock):
-    """Bytes a TLS socket has decrypted but not handed out yet (CPython); 0 where unknown."""
-    try:
-        return sock.pending()
-    except (AttributeError, OSError):
-        return 0
-
-
 def polled(event, obj):
     """True when a poll() event is about obj: MicroPython names the object, CPython its fd."""
     if event[0] is obj:

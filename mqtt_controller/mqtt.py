@@ -10,6 +10,7 @@ from mqtt_controller.compat import ticks_diff, ticks_ms
 from mqtt_controller.packet import MQTTException
 
 MAX_INFLIGHT = 8
+_MAX_STRAY_PINGRESP = 3
 _READ_CHUNK = 1024
 _READ_PACKETS = 32  # packets per _read(): the rest waits in the socket (a flood of tiny packets)
 _WRITE_TIMEOUT_MS = 10000
@@ -35,6 +36,9 @@ class MQTTClient:
         self._pid = 0
         self._last_rx = self._last_tx = 0
         self._ping_out = False
+        self._stray = 0
+        self._pending = None
+        self._fault = None  # a protocol fault to raise on the next service()
         self._early = []  # packets that came in the same read as the CONNACK
         self._more = False  # _read() stopped early: more may be buffered
         self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
@@ -61,6 +65,8 @@ class MQTTClient:
             self._last_rx = self._last_tx = ticks_ms()
             self.reader.reset()
             self._ping_out = self._more = False
+            self._stray = 0
+            self._pending = getattr(sock, "pending", None)  # CPython TLS only; no exception
             self._early = []
             self._write(packet.connect(self.client_id, self.keepalive, self.clean_session,
                                        self.user, self.password, self.will))
@@ -106,6 +112,7 @@ class MQTTClient:
         self.close()
 
     def close(self):
+        self._fault = None
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -195,7 +202,7 @@ class MQTTClient:
             if len(pkts) >= _READ_PACKETS:  # bounded memory as well as bounded time
                 self._more = True  # the next service() reads on, even if poll() is quiet (TLS)
                 break
-            if len(data) < _READ_CHUNK and not compat.pending(self.sock):
+            if len(data) < _READ_CHUNK and not (self._pending and self._pending()):
                 break
         else:
             self._more = True
@@ -205,6 +212,10 @@ class MQTTClient:
         """Handles what arrived and keeps the link alive; returns [(topic, payload), ...]."""
         if self.sock is None:
             raise OSError("not connected")
+        fault = self._fault
+        if fault is not None:
+            self._fault = None
+            raise fault
         msgs = []
         pkts = self._early
         if pkts:
@@ -212,13 +223,21 @@ class MQTTClient:
         if readable or self._more:
             pkts = pkts + self._read()
         for first, body, size in pkts:
-            self._handle(first, body, size, msgs)
+            try:
+                self._handle(first, body, size, msgs)
+            except MQTTException as e:
+                if not msgs:
+                    raise
+                self._fault = e  # hand over the commands that came before it (already
+                return msgs  # acknowledged), and fail on the next call
         self._keepalive()
         return msgs
 
     def _handle(self, first, body, size, msgs):
         kind = first & 0xF0
         if kind == packet.PUBLISH:
+            if (first >> 1) & 3 == 2:
+                raise MQTTException("QoS 2 PUBLISH on a QoS 1 subscription")
             oversized = len(body) < size
             if oversized:
                 self.counters["oversized"] += 1
@@ -233,8 +252,6 @@ class MQTTClient:
                 msgs.append((topic, payload))
             if qos == 1:
                 self._write(packet.puback(pid))
-            elif qos == 2:
-                raise MQTTException("QoS 2 PUBLISH on a QoS 1 subscription")
         elif kind == packet.PUBACK:
             pid = packet.parse_pid(body, "PUBACK")
             if pid in self.inflight:
@@ -247,7 +264,13 @@ class MQTTClient:
             if body[2] == 0x80:
                 raise MQTTException("subscription refused: not authorized", 5)
         elif kind == packet.PINGRESP:
-            self._ping_out = False
+            if self._ping_out:
+                self._ping_out = False
+                self._stray = 0
+            else:  # never asked for: a few are odd, a stream of them is a broken broker
+                self._stray += 1
+                if self._stray > _MAX_STRAY_PINGRESP:
+                    raise MQTTException("PINGRESPs the client never asked for")
         elif kind == packet.CONNACK:
             raise MQTTException("unexpected CONNACK")
         # UNSUBACK: never asked for; ignored
@@ -269,7 +292,7 @@ class MQTTClient:
 
     def next_ms(self):
         """Milliseconds until the link needs service even if nothing arrives."""
-        if (self._early or self._more) and self.sock is not None:
+        if (self._early or self._more or self._fault) and self.sock is not None:
             return 0
         if self.sock is None or not self.keepalive:
             return None
