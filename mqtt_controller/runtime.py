@@ -193,9 +193,9 @@ class Runtime:
 
     # -- outputs ------------------------------------------------------------------------------
     def _flush(self):
+        # Order: persist, then publish (a restart never goes back behind what the broker saw),
+        # then the log lines and the display, which need not delay the update.
         c = self.controller
-        for level, text in c.take_notes():
-            getattr(log, level)(text)
         state = c.take_dirty()
         if state is not None:
             store.save(self.cfg.state_file, state)
@@ -204,6 +204,21 @@ class Runtime:
             self._active = shopping
             for src in self.sources:
                 src.set_active(shopping)
+        if self.connected:
+            payload = c.take_update()
+            if payload is not None:
+                try:
+                    self.client.publish(self.update_topic, payload, retain=True, qos=1)
+                except (OSError, MQTTException) as e:
+                    c.resync()
+                    self._lost(e)
+                    payload = None
+        else:
+            payload = None
+        for level, text in c.take_notes():
+            getattr(log, level)(text)
+        if payload is not None:
+            log.info("update %s", payload.decode())
         view = c.view()
         if view != self._view and self.display is not None:
             self._view = view
@@ -212,15 +227,6 @@ class Runtime:
             except Exception as e:  # a broken display must not stop the basket
                 log.error("display failed, switching it off: %r", e)
                 self.display = None
-        if self.connected:
-            payload = c.take_update()
-            if payload is not None:
-                try:
-                    self.client.publish(self.update_topic, payload, retain=True, qos=1)
-                    log.info("update %s", payload.decode())
-                except (OSError, MQTTException) as e:
-                    c.resync()
-                    self._lost(e)
 
     def shutdown(self):
         """Says offline, disconnects cleanly (the will is not sent), closes the sources."""
