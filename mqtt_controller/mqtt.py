@@ -16,7 +16,7 @@ _READ_PACKETS = 32  # packets per _read(): the rest waits in the socket (a flood
 _WRITE_TIMEOUT_MS = 10000
 
 
-class MQTTClient:
+class MQTTClient(packet.KeepaliveMixin):
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  clean_session=False, max_packet=4096, tls=None, connect_timeout_ms=10000):
         self.client_id = client_id
@@ -275,28 +275,11 @@ class MQTTClient:
             raise MQTTException("unexpected CONNACK")
         # UNSUBACK: never asked for; ignored
 
-    def _due(self):
-        now = ticks_ms()
-        return packet.keepalive(self.keepalive, ticks_diff(now, self._last_rx),
-                                ticks_diff(now, self._last_tx), self._ping_out)
+    def _send_ping(self):
+        self._write(packet.pingreq())
 
-    def _keepalive(self):
-        if not self.keepalive:
-            return
-        action = self._due()[0]
-        if action == packet.DEAD:
-            raise packet.dead_link(self.keepalive)
-        if action == packet.PING:
-            self._write(packet.pingreq())
-            self._ping_out = True
-
-    def next_ms(self):
-        """Milliseconds until the link needs service even if nothing arrives."""
-        if (self._early or self._more or self._fault) and self.sock is not None:
-            return 0
-        if self.sock is None or not self.keepalive:
-            return None
-        return self._due()[1]
+    def _work_waiting(self):
+        return bool(self._early or self._more or self._fault)
 
     def poll(self, timeout_ms):
         """Waits at most timeout_ms for traffic, then services the link; returns messages."""

@@ -3,7 +3,7 @@
 # skipped as it streams by (only its first bytes are kept, to acknowledge a QoS 1 PUBLISH).
 import struct
 
-from mqtt_controller.compat import const
+from mqtt_controller.compat import const, ticks_diff, ticks_ms
 
 CONNECT = const(0x10)
 CONNACK = const(0x20)
@@ -166,6 +166,37 @@ def keepalive(seconds, since_rx, since_tx, ping_out):
 
 def dead_link(seconds):
     return OSError("no packet from the broker for %d s: link dead" % (seconds * 3 // 2))
+
+
+class KeepaliveMixin:
+    """The keepalive half both clients share. The client keeps `keepalive` (s), `sock`,
+    `_last_rx`, `_last_tx` (ticks), `_ping_out`, and provides `_send_ping()` and
+    `_work_waiting()` (True when the loop should come back at once)."""
+
+    def _due(self):
+        now = ticks_ms()
+        return keepalive(self.keepalive, ticks_diff(now, self._last_rx),
+                         ticks_diff(now, self._last_tx), self._ping_out)
+
+    def _keepalive(self):
+        if not self.keepalive:
+            return
+        action = self._due()[0]
+        if action == DEAD:
+            raise dead_link(self.keepalive)
+        if action == PING:
+            self._send_ping()
+            self._ping_out = True
+
+    def next_ms(self):
+        """Milliseconds until the link needs service even if nothing arrives."""
+        if self.sock is None:
+            return None
+        if self._work_waiting():
+            return 0
+        if not self.keepalive:
+            return None
+        return self._due()[1]
 
 
 class Reader:

@@ -5,7 +5,7 @@
 import select
 
 from mqtt_controller import packet
-from mqtt_controller.compat import ticks_diff, ticks_ms
+from mqtt_controller.compat import ticks_ms
 from mqtt_controller.packet import MQTTException
 
 _MAX_READS = 16  # packets handled per service() call: a flood cannot starve the loop
@@ -28,7 +28,7 @@ def client_for(cfg):
                        cfg.keepalive)
 
 
-class UMQTTClient:
+class UMQTTClient(packet.KeepaliveMixin):
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  clean_session=False, max_packet=4096, timeout_ms=10000):
         from umqtt.simple import MQTTClient as Simple
@@ -156,29 +156,13 @@ class UMQTTClient:
         if op & 0xF0 == 0x20:
             raise MQTTException("unexpected CONNACK")
 
-    def _due(self):
-        now = ticks_ms()
-        return packet.keepalive(self.keepalive, ticks_diff(now, self._last_rx),
-                                ticks_diff(now, self._last_tx), self._ping_out)
+    def _send_ping(self):
+        self.sock.setblocking(True)
+        self.c.ping()
+        self._last_tx = ticks_ms()
 
-    def _keepalive(self):
-        if not self.keepalive:
-            return
-        action = self._due()[0]
-        if action == packet.DEAD:
-            raise packet.dead_link(self.keepalive)
-        if action == packet.PING:
-            self.sock.setblocking(True)
-            self.c.ping()
-            self._last_tx = ticks_ms()
-            self._ping_out = True
-
-    def next_ms(self):
-        if self._queue:
-            return 0
-        if self.sock is None or not self.keepalive:
-            return None
-        return self._due()[1]
+    def _work_waiting(self):
+        return bool(self._queue)
 
     def poll(self, timeout_ms):
         if self.sock is None:

@@ -106,6 +106,18 @@ def make_rig(tmp_path: Path) -> Iterator[object]:
         r.close()
 
 
+def _answer_recording_pubacks(conn: Conn, done: threading.Event, acked: list[int]) -> None:
+    """Serves the client like a broker until `done`, noting the packet ids it acknowledges."""
+    while not done.is_set():
+        try:
+            p = conn.recv_packet(0.2)
+        except (TimeoutError, OSError):
+            continue
+        if p.kind == 0x40:
+            acked.append(int(struct.unpack("!H", p.body)[0]))
+        conn.answer(p)
+
+
 @pytest.mark.parametrize("interp", INTERPS)
 @pytest.mark.parametrize("case", sorted(CLOSING_CASES))
 def test_broken_packet_closes_the_link_and_the_controller_reconnects(make_rig, interp: str,
@@ -187,14 +199,7 @@ def test_complete_oversized_command_is_acknowledged_and_skipped(make_rig, interp
         conn.answer(conn.expect(0x80))
         conn.send(fb.publish(STATUS, b"x" * 100_000, qos=1, pid=77))
         conn.send(fb.publish(STATUS, b"start", qos=1, pid=78))
-        while not done.is_set():
-            try:
-                p = conn.recv_packet(0.2)
-            except (TimeoutError, OSError):
-                continue
-            if p.kind == 0x40:
-                acked.append(int(struct.unpack("!H", p.body)[0]))
-            conn.answer(p)
+        _answer_recording_pubacks(conn, done, acked)
 
     rig = make_rig(interp, [first])
     rig.ctl.wait_log("status rejected .*oversized")
@@ -334,14 +339,7 @@ def test_messages_queued_for_a_resumed_session_arrive_with_the_connack(make_rig,
         conn.send(fb.CONNACK_RESUMED + fb.publish(STATUS, b"start", qos=1, pid=3)
                   + fb.publish(STATUS, b'{"msg":"total","payload":{"basketid":1,'
                                b'"totalprice":2500}}', qos=1, pid=4))
-        while not done.is_set():
-            try:
-                p = conn.recv_packet(0.2)
-            except (TimeoutError, OSError):
-                continue
-            if p.kind == 0x40:
-                acked.append(int(struct.unpack("!H", p.body)[0]))
-            conn.answer(p)
+        _answer_recording_pubacks(conn, done, acked)
 
     rig = make_rig(interp, [first])
     rig.ctl.wait_log("session started")

@@ -16,6 +16,7 @@ from mqtt_controller.cart import CartError
 from mqtt_controller.mqtt import MQTTClient
 from mqtt_controller.packet import MQTTException, Reader
 from mqtt_controller.protocol import Rejected
+from tests.support.chunk_sock import ChunkSock
 
 # HYPOTHESIS_EXAMPLES=5000 for a deeper search than the 300 examples `make test` runs.
 settings.register_profile("faults", deadline=None,
@@ -69,33 +70,11 @@ def test_reader_on_arbitrary_bytes_only_raises_mqttexception(data: bytes, cut: l
         pass
 
 
-class _Sock:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = list(chunks)
-        self.sent = bytearray()
-
-    def recv(self, n: int) -> bytes:
-        if not self.chunks:
-            raise BlockingIOError(11, "would block")
-        c = self.chunks.pop(0)
-        if len(c) > n:
-            self.chunks.insert(0, c[n:])
-            c = c[:n]
-        return c
-
-    def send(self, data: bytes) -> int:
-        self.sent.extend(data)
-        return len(data)
-
-    def close(self) -> None:
-        pass
-
-
 @given(data=st.binary(max_size=3000), cut=cuts, max_packet=max_packets)
 def test_client_on_arbitrary_bytes_only_raises_mqttexception(data: bytes, cut: list[int],
                                                              max_packet: int) -> None:
     c = MQTTClient("p", "127.0.0.1", keepalive=0, max_packet=max_packet)
-    c.sock = _Sock([x for x in chunked(data, cut) if x])
+    c.sock = ChunkSock([x for x in chunked(data, cut) if x])
     try:
         for _ in range(len(data) + 2):
             for topic, payload in c.service(True):

@@ -13,36 +13,14 @@ import sys
 
 import atheris
 
+from tests.support.chunk_sock import ChunkSock
+
 with atheris.instrument_imports():
     from mqtt_controller import packet
     from mqtt_controller.mqtt import MQTTClient
     from mqtt_controller.packet import MQTTException
 
 _MAX_PACKETS = (16, 64, 300, 4096)
-
-
-class _Sock:
-    """Just enough socket for MQTTClient.service(): hands out chunks, swallows writes."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-        self.sent = 0
-
-    def recv(self, n: int) -> bytes:
-        if not self.chunks:
-            raise BlockingIOError(11, "would block")
-        c = self.chunks.pop(0)
-        if len(c) > n:
-            self.chunks.insert(0, c[n:])
-            c = c[:n]
-        return c
-
-    def send(self, data: memoryview) -> int:
-        self.sent += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        pass
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:
@@ -82,7 +60,7 @@ def test_one(data: bytes) -> None:
     c = MQTTClient("fuzz", "127.0.0.1", keepalive=0, max_packet=max_packet)
     c.inflight = {1: ("t", b"x", False)}
     c._order = [1]
-    c.sock = _Sock(_chunks(stream, size))
+    c.sock = ChunkSock(_chunks(stream, size))
     try:
         for _ in range(len(stream) // 1024 + 2):
             msgs = c.service(True)

@@ -39,6 +39,14 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
     raise TimeoutError("nothing listens on %s:%d" % (host, port))
 
 
+def read_log(path: Path) -> str:
+    """A log file's text so far; empty when there is none yet."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 5.0) -> int | None:
     """SIGTERM, then SIGKILL if it does not go within `timeout`; returns the exit status."""
     if proc is None:
@@ -117,10 +125,7 @@ class Mosquitto:
         self.start()
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def close(self) -> None:
         self.stop()

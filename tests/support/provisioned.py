@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .broker import MOSQUITTO, free_port, stop_process, wait_port
+from .broker import MOSQUITTO, free_port, read_log, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "tools" / "provision.py"
@@ -110,10 +110,7 @@ class ProvisionedDir:
         self.proc = None
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def close(self) -> None:
         self.stop()
