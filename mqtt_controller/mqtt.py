@@ -41,6 +41,7 @@ class MQTTClient(packet.KeepaliveMixin):
         self._fault = None  # a protocol fault to raise on the next service()
         self._early = []  # packets that came in the same read as the CONNACK
         self._more = False  # _read() stopped early: more may be buffered
+        self._acks = b""  # PUBACKs of delivered messages, sent once they are handled
         self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
         self.on_suback_error = None
 
@@ -113,6 +114,7 @@ class MQTTClient(packet.KeepaliveMixin):
 
     def close(self):
         self._fault = None
+        self._acks = b""  # not acknowledged: the broker delivers those messages again
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -147,7 +149,10 @@ class MQTTClient(packet.KeepaliveMixin):
             self._order.append(pid)
         if self.sock is None:
             raise OSError("not connected")
-        self._write(packet.publish(topic, payload, qos, retain, pid))
+        # The acknowledgements of the commands handled meanwhile ride in the same write,
+        # after the message: one send, and the broker passes the update on first.
+        acks, self._acks = self._acks, b""
+        self._write(packet.publish(topic, payload, qos, retain, pid) + acks)
         return pid
 
     def _forget(self, pid):
@@ -212,6 +217,7 @@ class MQTTClient(packet.KeepaliveMixin):
         """Handles what arrived and keeps the link alive; returns [(topic, payload), ...]."""
         if self.sock is None:
             raise OSError("not connected")
+        self.send_acks()  # what the last call handed over has been handled by now
         fault = self._fault
         if fault is not None:
             self._fault = None
@@ -228,8 +234,8 @@ class MQTTClient(packet.KeepaliveMixin):
             except MQTTException as e:
                 if not msgs:
                     raise
-                self._fault = e  # hand over the commands that came before it (already
-                return msgs  # acknowledged), and fail on the next call
+                self._fault = e  # hand over the commands that came before it (acknowledged
+                return msgs  # by send_acks()), and fail on the next call
         self._keepalive()
         return msgs
 
@@ -250,8 +256,8 @@ class MQTTClient(packet.KeepaliveMixin):
             else:
                 topic, payload, qos, pid, _ = packet.parse_publish(first, body)
                 msgs.append((topic, payload))
-            if qos == 1:
-                self._write(packet.puback(pid))
+            if qos == 1:  # acknowledged by send_acks() or the next publish(): once handled
+                self._acks += packet.puback(pid)
         elif kind == packet.PUBACK:
             pid = packet.parse_pid(body, "PUBACK")
             if pid in self.inflight:
@@ -275,6 +281,13 @@ class MQTTClient(packet.KeepaliveMixin):
             raise MQTTException("unexpected CONNACK")
         # UNSUBACK: never asked for; ignored
 
+    def send_acks(self):
+        """Acknowledges the messages service() handed over (at least once: a link lost before
+        this delivers them again). Runtime calls it after handling them."""
+        if self._acks and self.sock is not None:
+            acks, self._acks = self._acks, b""
+            self._write(acks)
+
     def _send_ping(self):
         self._write(packet.pingreq())
 
@@ -289,4 +302,6 @@ class MQTTClient(packet.KeepaliveMixin):
         wait = timeout_ms if nxt is None else min(timeout_ms, nxt)
         p = select.poll()
         p.register(self.sock, select.POLLIN)
-        return self.service(bool(p.poll(max(0, wait))))
+        msgs = self.service(bool(p.poll(max(0, wait))))
+        self.send_acks()
+        return msgs

@@ -173,6 +173,11 @@ class KeepaliveMixin:
     `_last_rx`, `_last_tx` (ticks), `_ping_out`, and provides `_send_ping()` and
     `_work_waiting()` (True when the loop should come back at once)."""
 
+    keepalive: int  # annotations only (for the type checker): no class attributes
+    _last_rx: int
+    _last_tx: int
+    _ping_out: bool
+
     def _due(self):
         now = ticks_ms()
         return keepalive(self.keepalive, ticks_diff(now, self._last_rx),
@@ -185,14 +190,14 @@ class KeepaliveMixin:
         if action == DEAD:
             raise dead_link(self.keepalive)
         if action == PING:
-            self._send_ping()
+            self._send_ping()  # type: ignore[attr-defined]
             self._ping_out = True
 
     def next_ms(self):
         """Milliseconds until the link needs service even if nothing arrives."""
-        if self.sock is None:
+        if self.sock is None:  # type: ignore[attr-defined]
             return None
-        if self._work_waiting():
+        if self._work_waiting():  # type: ignore[attr-defined]
             return 0
         if not self.keepalive:
             return None

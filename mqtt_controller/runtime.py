@@ -108,6 +108,11 @@ class Runtime:
             except (OSError, MQTTException) as e:
                 self._lost(e)
         self._flush()
+        if self.connected:  # the commands are handled (and their update sent): ack them
+            try:
+                self.client.send_acks()
+            except (OSError, MQTTException) as e:
+                self._lost(e)
 
     def item(self, line):
         """Python API for a detector in this process (call it from the loop's thread, e.g. in

@@ -164,6 +164,9 @@ class UMQTTClient(packet.KeepaliveMixin):
     def _work_waiting(self):
         return bool(self._queue)
 
+    def send_acks(self):  # umqtt.simple acknowledges each message as it reads it
+        pass
+
     def poll(self, timeout_ms):
         if self.sock is None:
             raise OSError("not connected")

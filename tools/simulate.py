@@ -170,6 +170,10 @@ def worker(wid: int, numbers: list[int], args: argparse.Namespace, passwords: di
                         break
                 else:
                     unmatched += 1
+            try:
+                b.client.send_acks()  # handled: acknowledge them (as the basket's loop does)
+            except OSError as e:
+                errors[str(e)[:60]] = errors.get(str(e)[:60], 0) + 1
         now = time.monotonic()
         if now - last_ping >= 5:  # keepalive: PINGREQ when due, dead links noticed
             last_ping = now

@@ -13,6 +13,7 @@ class ScriptedSock:
         self.data = data
         self.pos = 0
         self.sent = bytearray()
+        self.writes = 0
 
     def recv(self, n):
         if self.pos >= len(self.data):
@@ -23,6 +24,7 @@ class ScriptedSock:
 
     def send(self, data):
         self.sent.extend(data)
+        self.writes += 1
         return len(data)
 
     def close(self):
@@ -55,6 +57,7 @@ def test_bytes_are_read_in_bounded_bites():
             assert c.sock.pos <= 2048 and c.next_ms() == 0  # come back at once for the rest
     assert calls > 1
     assert got == [("basket/1/status", b"start")]
+    c.send_acks()
     assert bytes(c.sock.sent) == packet.puback(9)
 
 
@@ -67,10 +70,23 @@ def test_a_few_stray_pingresps_are_tolerated():
 def test_commands_before_a_fault_are_handed_over_first():
     head = packet.publish("basket/1/status", b"start", qos=1, pid=3)
     c = client_on(head + b"\xd0\x00" * 10)
-    assert c.service(True) == [("basket/1/status", b"start")]  # acknowledged, so never lost
-    assert bytes(c.sock.sent) == packet.puback(3)
+    assert c.service(True) == [("basket/1/status", b"start")]
     assert c.next_ms() == 0
-    raises(MQTTException, c.service, False)
+    raises(MQTTException, c.service, False)  # after acknowledging the handled command
+    assert bytes(c.sock.sent) == packet.puback(3)
+
+
+def test_acknowledged_once_handled_after_the_update_in_one_write():
+    c = client_on(packet.publish("basket/1/status", b"start", qos=1, pid=5))
+    assert c.service(True) == [("basket/1/status", b"start")]
+    assert bytes(c.sock.sent) == b""  # not before it is handled: a crash now loses nothing
+    writes = c.sock.writes
+    c.publish("basket/1/update", b"{}", retain=True, qos=1)
+    assert c.sock.writes == writes + 1
+    assert bytes(c.sock.sent) == packet.publish("basket/1/update", b"{}", 1, True, 1) + \
+        packet.puback(5)
+    c.send_acks()  # nothing left to acknowledge
+    assert c.sock.writes == writes + 1
 
 
 def test_unknown_puback_is_counted_not_fatal():
@@ -85,6 +101,7 @@ def test_oversized_qos1_publish_is_acknowledged_and_reported():
     for _ in range(100):
         got.extend(c.service(True))
     assert got == [("basket/1/status", None)]
+    c.send_acks()
     assert bytes(c.sock.sent) == packet.puback(7)
     assert c.counters["oversized"] == 1
 
