@@ -140,6 +140,8 @@ def main() -> int:
         # -- .mpy bytes a board receives
         names = [m.split(".", 1)[1] if "." in m else "__init__" for m in modules]
         names = [n for n in names if n != "__main__"]  # a board runs main.py instead
+        if "config" not in names:  # released after start-up, but the board has the file
+            names.append("config")
         base = sum((lib / "mqtt_controller" / (n + ".mpy")).stat().st_size for n in names)
         full_names = sorted(set(names) | set(RFID_LCD))
         full = sum((lib / "mqtt_controller" / (n + ".mpy")).stat().st_size for n in full_names)

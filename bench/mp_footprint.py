@@ -33,15 +33,15 @@ CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "basket1",
 
 
 def controller():
-    # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects
-    from mqtt_controller import board, config
-    from mqtt_controller.runtime import Runtime, open_io
+    # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects (and
+    # releases config.py, start-up code)
+    from mqtt_controller import board
+    from mqtt_controller.runtime import build
 
     with open("config.json", "w") as f:
         f.write(CONFIG)
-    cfg = config.load(board.load_settings("config.json"))
-    src, disp, client = open_io(cfg)
-    rt = Runtime(cfg, sources=[src], display=disp, client=client)
+    get = board._settings("config.json")[0]
+    rt = build(get)[1]
     for _ in range(50):
         rt.step(100)
         if rt.connected:

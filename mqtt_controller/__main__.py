@@ -1,8 +1,8 @@
 # `python -m mqtt_controller` / `micropython -m mqtt_controller`: settings from the environment.
 import sys
 
-from mqtt_controller import __version__, config, log
-from mqtt_controller.compat import print_exception
+from mqtt_controller import __version__, log
+from mqtt_controller.compat import getenv, print_exception
 
 USAGE = """usage: python -m mqtt_controller [--help] [--version]
 
@@ -26,17 +26,15 @@ def main(argv):
                          "--help)\n" % argv[0])
         return 2
     try:
-        cfg = config.load()
-        from mqtt_controller.runtime import Runtime, open_io
+        from mqtt_controller.runtime import build
 
-        src, disp, client = open_io(cfg)
-        rt = Runtime(cfg, sources=[src], display=disp, client=client)
+        cfg, rt = build()
     except ValueError as e:  # ConfigError, and bad ITEM_SOURCE / DISPLAY specs
         sys.stderr.write("configuration error: %s\n" % e)
         return 2
     except OSError as e:  # the only file read at start-up: the CA certificate
         sys.stderr.write("configuration error: MQTT_CAFILE: cannot read %s (%s)\n" % (
-            cfg.cafile, e))
+            getenv("MQTT_CAFILE"), e))
         return 2
     log.info("basket %d on %s, broker %s:%d%s, items from %s", cfg.basket_id, cfg.topic,
              cfg.host, cfg.port, " (TLS)" if cfg.tls else "", cfg.item_source)

@@ -1,9 +1,7 @@
 # What boot.py and main.py do on a MicroPython board: settings from config.json, Wi-Fi with a
 # timeout and retries (and a rejoin while running), safe mode, the hardware watchdog, and a
 # supervisor that logs a crash and resets. `machine` and `network` are imported where used.
-import json
-
-from mqtt_controller import config, log
+from mqtt_controller import compat, log
 from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 CONFIG_FILE = "config.json"
@@ -15,117 +13,16 @@ SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
 WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
 MAX_WAIT_MS = 60000
 
-# The board's own keys in config.json, next to config.KEYS (README "Flash an ESP32 basket"
-# explains them; no help texts here: every string costs heap on a board).
-BOARD_KEYS = ("WIFI_SSID", "WIFI_PASSWORD", "WIFI_HOSTNAME", "WIFI_IP", "WIFI_NETMASK",
-              "WIFI_GATEWAY", "WIFI_DNS", "WIFI_TIMEOUT_MS", "WIFI_RETRIES", "WATCHDOG_MS",
-              "SAFE_PIN")
-
-_RFID_KEYS = ("RFID_POWER", "RFID_REGION", "RFID_RSSI_MIN", "RFID_PRESENCE", "RFID_ABSENCE",
-              "RFID_CYCLE_MS")
-
 _safe = None  # why the board is in safe mode ("" = it is not), decided once per boot
 
 
-# -- settings ---------------------------------------------------------------------------------
-def known_keys():
-    keys = list(config.KEYS)
-    keys.extend(BOARD_KEYS)
-    keys.extend(_RFID_KEYS)
-    keys.append("MQTT_PASS")
-    return keys
+def _settings(path):
+    """(get, BoardSettings) from config.json; raises ConfigError (a ValueError) naming the key.
+    config.py is imported here only: boot() and runtime.build() release it after start-up."""
+    from mqtt_controller import config
 
-
-def load_settings(path=CONFIG_FILE):
-    """Reads config.json; returns get(key) -> value or None. Values may be text or numbers
-    (the provisioning tool writes text). Raises config.ConfigError naming the key or file."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
-        raise config.ConfigError(path, "missing: copy config.example.json to %s and fill it "
-                                 "in (or use the file tools/provision.py wrote)" % path)
-    try:
-        data = json.loads(text)
-    except ValueError as e:  # MicroPython says little more than "syntax error in JSON"
-        raise config.ConfigError(path, "not valid JSON (%s)" % e)
-    if not isinstance(data, dict):
-        raise config.ConfigError(path, "must be one JSON object {\"KEY\": \"value\", ...}")
-    known = known_keys()
-    for key in data:
-        value = data[key]
-        if key.startswith("_"):  # "_comment" keys are for people
-            continue
-        if key not in known:
-            log.warning("%s: unknown key %s ignored (typo?)", path, key)
-        if value is not None and not isinstance(value, (str, int, float)):
-            raise config.ConfigError(key, "must be text or a number, not %s" % (
-                type(value).__name__))
-    return data.get
-
-
-class BoardSettings:
-    ssid = password = hostname = ip = netmask = gateway = dns = ""
-    timeout_ms = retries = watchdog_ms = 0
-    safe_pin = None
-
-
-def _int(get, key, default, lo, hi):
-    return config._int(get, key, default, lo, hi)
-
-
-def _text(get, key, default=""):
-    v = get(key)
-    if v is None:
-        return default
-    if not isinstance(v, str):
-        raise config.ConfigError(key, "must be text")
-    return v.strip()
-
-
-def board_settings(get):
-    s = BoardSettings()
-    s.ssid = _text(get, "WIFI_SSID")
-    s.password = get("WIFI_PASSWORD")
-    if s.password is not None and not isinstance(s.password, str):
-        raise config.ConfigError("WIFI_PASSWORD", "must be text")
-    s.hostname = _text(get, "WIFI_HOSTNAME")
-    s.ip = _text(get, "WIFI_IP")
-    s.netmask = _text(get, "WIFI_NETMASK", "255.255.255.0") or "255.255.255.0"
-    s.gateway = _text(get, "WIFI_GATEWAY")
-    s.dns = _text(get, "WIFI_DNS") or s.gateway
-    for key, value in (("WIFI_IP", s.ip), ("WIFI_NETMASK", s.netmask),
-                       ("WIFI_GATEWAY", s.gateway), ("WIFI_DNS", s.dns)):
-        if value and not _is_ipv4(value):
-            raise config.ConfigError(key, "must be an IPv4 address like 192.168.1.50 (got %r)"
-                                     % value)
-    if s.ip and not s.gateway:
-        raise config.ConfigError("WIFI_GATEWAY", "required with WIFI_IP")
-    s.timeout_ms = _int(get, "WIFI_TIMEOUT_MS", 15000, 1000, 120000)
-    s.retries = _int(get, "WIFI_RETRIES", 3, 1, 20)
-    s.watchdog_ms = _int(get, "WATCHDOG_MS", 0, 0, 3600000)
-    if 0 < s.watchdog_ms < 1000:
-        raise config.ConfigError("WATCHDOG_MS", "0 (off) or 1000-3600000 (got %d)"
-                                 % s.watchdog_ms)
-    s.safe_pin = _safe_pin(get)
-    return s
-
-
-def _safe_pin(get):
-    v = get("SAFE_PIN")
-    if isinstance(v, str) and v.strip().lower() in ("none", "off", "-1"):
-        return None
-    return _int(get, "SAFE_PIN", 0, 0, 99)
-
-
-def _is_ipv4(text):
-    parts = text.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or int(p) > 255:
-            return False
-    return True
+    get = config.load_file(path)
+    return get, config.board_settings(get)
 
 
 # -- safe mode --------------------------------------------------------------------------------
@@ -141,7 +38,7 @@ def safe_mode(path=CONFIG_FILE):
         return _safe
     pin_no = 0
     try:
-        pin_no = board_settings(load_settings(path)).safe_pin
+        pin_no = _settings(path)[1].safe_pin
     except ValueError:
         pass  # a broken config.json still has the default pin
     if pin_no is None:
@@ -321,7 +218,7 @@ def boot(path=CONFIG_FILE):
             if why.startswith("the file"):
                 print("boot: to leave safe mode: mpremote rm :%s, then reset" % SAFE_FILE)
             return False
-        s = board_settings(load_settings(path))
+        s = _settings(path)[1]
         if not s.ssid:
             log.info("Wi-Fi: WIFI_SSID not set in %s; not started", path)
             return False
@@ -335,6 +232,8 @@ def boot(path=CONFIG_FILE):
     except Exception as e:  # whatever it is, the REPL must stay reachable
         print("boot: Wi-Fi set-up failed:")
         print_exception(e)
+    finally:
+        compat.release("config")
     return False
 
 
@@ -346,13 +245,10 @@ def main(path=CONFIG_FILE):
         print("main: SAFE MODE (%s): controller not started" % why)
         return "safe"
     try:
-        get = load_settings(path)
-        s = board_settings(get)
-        cfg = config.load(get)
-        from mqtt_controller.runtime import Runtime, open_io
+        get, s = _settings(path)
+        from mqtt_controller.runtime import build
 
-        src, disp, client = open_io(cfg)
-        rt = Runtime(cfg, sources=[src], display=disp, client=client)
+        cfg, rt = build(get)
     except ValueError as e:
         print("configuration error: %s" % e)
         print("fix it (e.g. mpremote edit :%s), then reset the board" % path)

@@ -56,6 +56,19 @@ def random_below(n):
     return v % n
 
 
+def release(name):
+    """Forgets the start-up module mqtt_controller.<name> on MicroPython: once nothing refers
+    to its functions any more, gc frees its code. A no-op on CPython (nothing worth saving)."""
+    if MICROPYTHON:
+        full = "mqtt_controller." + name
+        if full in sys.modules:
+            del sys.modules[full]
+            try:
+                delattr(sys.modules["mqtt_controller"], name)
+            except (AttributeError, KeyError):
+                pass
+
+
 def getenv(name, default=None):
     try:
         import os

@@ -1,6 +1,10 @@
 # Settings: environment variables (CPython, MicroPython unix) or config.json on a board, with
 # the same keys. Every problem is a ConfigError naming the key; the password is never shown.
-from mqtt_controller import protocol
+# Start-up code only: runtime.build() releases this module once the basket is set up, so on a
+# board its code gives its heap back (compat.release).
+import json
+
+from mqtt_controller import log, protocol
 from mqtt_controller.compat import getenv
 
 # Every key load() reads; `--help` documents them (helptext.py, which a board never loads: its
@@ -17,9 +21,7 @@ class ConfigError(ValueError):
 
 
 class Config:
-    def __repr__(self):  # never shows the password
-        return "Config(host=%r, port=%r, topic=%r, basket_id=%r, user=%r)" % (
-            self.host, self.port, self.topic, self.basket_id, self.user)
+    pass  # no methods: a method would keep this module's code alive (see above)
 
 
 def _int(get, key, default, lo, hi):
@@ -102,8 +104,6 @@ def load(get=None):
     c.item_source = (_str(get, "ITEM_SOURCE", "stdin").strip() or "stdin")
     c.display = (_str(get, "DISPLAY", "console").strip() or "console")
     c.log_level = (_str(get, "LOG_LEVEL", "info").strip() or "info")
-    from mqtt_controller import log
-
     try:
         log.set_level(c.log_level)
     except ValueError as e:
@@ -113,3 +113,100 @@ def load(get=None):
         raise ConfigError("MQTT_CLIENT", "must be builtin or umqtt (got %r)" % c.mqtt_client)
     c.settings = get  # for optional modules (rfid, display) with keys of their own
     return c
+
+
+# -- a board's config.json (board.py) ------------------------------------------------------
+# The board's own keys in config.json, next to KEYS (README "Flash an ESP32 basket"
+# explains them; no help texts here: every string costs heap on a board).
+BOARD_KEYS = ("WIFI_SSID", "WIFI_PASSWORD", "WIFI_HOSTNAME", "WIFI_IP", "WIFI_NETMASK",
+              "WIFI_GATEWAY", "WIFI_DNS", "WIFI_TIMEOUT_MS", "WIFI_RETRIES", "WATCHDOG_MS",
+              "SAFE_PIN")
+
+_RFID_KEYS = ("RFID_POWER", "RFID_REGION", "RFID_RSSI_MIN", "RFID_PRESENCE", "RFID_ABSENCE",
+              "RFID_CYCLE_MS")
+
+
+def known_keys():
+    keys = list(KEYS)
+    keys.extend(BOARD_KEYS)
+    keys.extend(_RFID_KEYS)
+    keys.append("MQTT_PASS")
+    return keys
+
+
+def load_file(path):
+    """Reads config.json; returns get(key) -> value or None. Values may be text or numbers
+    (the provisioning tool writes text). Raises ConfigError naming the key or file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError(path, "missing: copy config.example.json to %s and fill it in "
+                          "(or use the file tools/provision.py wrote)" % path)
+    try:
+        data = json.loads(text)
+    except ValueError as e:  # MicroPython says little more than "syntax error in JSON"
+        raise ConfigError(path, "not valid JSON (%s)" % e)
+    if not isinstance(data, dict):
+        raise ConfigError(path, "must be one JSON object {\"KEY\": \"value\", ...}")
+    known = known_keys()
+    for key in data:
+        value = data[key]
+        if key.startswith("_"):  # "_comment" keys are for people
+            continue
+        if key not in known:
+            log.warning("%s: unknown key %s ignored (typo?)", path, key)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise ConfigError(key, "must be text or a number, not %s" % (
+                type(value).__name__))
+    return data.get
+
+
+class BoardSettings:
+    ssid = password = hostname = ip = netmask = gateway = dns = ""
+    timeout_ms = retries = watchdog_ms = 0
+    safe_pin = None
+
+
+def board_settings(get):
+    s = BoardSettings()
+    s.ssid = _str(get, "WIFI_SSID").strip()
+    s.password = get("WIFI_PASSWORD")
+    if s.password is not None and not isinstance(s.password, str):
+        raise ConfigError("WIFI_PASSWORD", "must be text")
+    s.hostname = _str(get, "WIFI_HOSTNAME").strip()
+    s.ip = _str(get, "WIFI_IP").strip()
+    s.netmask = _str(get, "WIFI_NETMASK", "255.255.255.0").strip() or "255.255.255.0"
+    s.gateway = _str(get, "WIFI_GATEWAY").strip()
+    s.dns = _str(get, "WIFI_DNS").strip() or s.gateway
+    for key, value in (("WIFI_IP", s.ip), ("WIFI_NETMASK", s.netmask),
+                       ("WIFI_GATEWAY", s.gateway), ("WIFI_DNS", s.dns)):
+        if value and not _is_ipv4(value):
+            raise ConfigError(key, "must be an IPv4 address like 192.168.1.50 (got %r)"
+                              % value)
+    if s.ip and not s.gateway:
+        raise ConfigError("WIFI_GATEWAY", "required with WIFI_IP")
+    s.timeout_ms = _int(get, "WIFI_TIMEOUT_MS", 15000, 1000, 120000)
+    s.retries = _int(get, "WIFI_RETRIES", 3, 1, 20)
+    s.watchdog_ms = _int(get, "WATCHDOG_MS", 0, 0, 3600000)
+    if 0 < s.watchdog_ms < 1000:
+        raise ConfigError("WATCHDOG_MS", "0 (off) or 1000-3600000 (got %d)" % s.watchdog_ms)
+    s.safe_pin = _safe_pin(get)
+    return s
+
+
+def _safe_pin(get):
+    v = get("SAFE_PIN")
+    if isinstance(v, str) and v.strip().lower() in ("none", "off", "-1"):
+        return None
+    return _int(get, "SAFE_PIN", 0, 0, 99)
+
+
+def _is_ipv4(text):
+    parts = text.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            return False
+    return True

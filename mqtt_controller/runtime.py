@@ -256,6 +256,19 @@ class Runtime:
                  c["ignored_items"])
 
 
+def build(get=None):
+    """(cfg, Runtime) from settings: get(key) -> value or None; None reads the environment.
+    Raises ValueError (ConfigError, a bad ITEM_SOURCE / DISPLAY) or OSError (the CA file).
+    Then releases config.py: start-up code, its heap is free again on MicroPython."""
+    from mqtt_controller import config
+
+    cfg = config.load(get)
+    src, disp, client = open_io(cfg)
+    rt = Runtime(cfg, sources=[src], display=disp, client=client)
+    compat.release("config")
+    return cfg, rt
+
+
 def open_io(cfg):
     """(item source, display, client) for cfg, each None when not configured (client: the
     built-in one). A module is imported only when its setting asks for it: code costs heap."""

@@ -137,9 +137,9 @@ def test_deploy_without_config_json_explains(tmp_path: Path) -> None:
 
 def test_config_example_is_valid_for_the_board() -> None:
     data = json.loads((ROOT / "config.example.json").read_text())
-    code = ("import sys; sys.path.insert(0, '.'); from mqtt_controller import board, config\n"
-            "get = board.load_settings('config.example.json')\n"
-            "board.board_settings(get); c = config.load(get); print('ok', c.basket_id)")
+    code = ("import sys; sys.path.insert(0, '.'); from mqtt_controller import config\n"
+            "get = config.load_file('config.example.json')\n"
+            "config.board_settings(get); c = config.load(get); print('ok', c.basket_id)")
     out = subprocess.run([MICROPYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "ok 1", out.stdout + out.stderr

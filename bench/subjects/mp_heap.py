@@ -8,12 +8,9 @@ import sys
 mode = sys.argv[1]
 env = os.getenv
 if mode == "controller":
-    from mqtt_controller import config  # what __main__ does
-    from mqtt_controller.runtime import Runtime, open_io
+    from mqtt_controller.runtime import build  # what __main__ does (config.py released after)
 
-    cfg = config.load()
-    src, disp, client = open_io(cfg)
-    rt = Runtime(cfg, sources=[src], display=disp, client=client)
+    rt = build()[1]
     for _ in range(200):  # connect, subscribe, online + the cart's update acknowledged
         rt.step(20)
         if rt.connected and not rt.client.inflight:
@@ -27,7 +24,10 @@ elif mode == "imports":  # the same modules, nothing connected: the code's share
     from mqtt_controller.runtime import Runtime, open_io  # noqa: F401
 
     open_io(config.load())
+    del config
+    from mqtt_controller.compat import release
 
+    release("config")  # as build() does
     held = None
 elif mode == "umqtt":
     from umqtt.simple import MQTTClient
