@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dev_broker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".run"
+RUN = Path(os.environ.get("RUN_DIR") or ROOT / ".run")  # RUN_DIR: elsewhere (tests)
 PY = sys.executable
 
 
@@ -50,6 +50,14 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) ->
     sys.exit("run: %s did not start; see %s" % (what, log))
 
 
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if ROOT in path.parents else path
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, default=int(os.environ.get("BROKER_PORT") or 1883))
@@ -58,6 +66,10 @@ def main() -> int:
     p.add_argument("--rfid", action="store_true", default=os.environ.get("RFID") == "1",
                    help="basket 1 reads an emulated YRM100 RFID reader; this terminal drives it")
     args = p.parse_args()
+    # `kill` or a closed terminal stops everything the way Ctrl-C does: the broker and the
+    # backend run in sessions of their own and would otherwise be left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     if listening(args.port):
         sys.exit("run: something already listens on 127.0.0.1:%d (another broker?). Stop it, or "
                  "pick another port: make run BROKER_PORT=11883" % args.port)
@@ -65,7 +77,7 @@ def main() -> int:
         sys.exit("run: port %d for the dashboard is taken; pick another: make run "
                  "DASHBOARD_PORT=18080" % args.http)
     RUN.mkdir(exist_ok=True)
-    broker = dev_broker.ensure(port=args.port)
+    broker = dev_broker.ensure(port=args.port, out=RUN / "broker")
     procs: list[subprocess.Popen[bytes]] = []
 
     def stop_all() -> None:
@@ -112,7 +124,7 @@ def main() -> int:
                 time.sleep(0.05)
             basket_env.update(ITEM_SOURCE="rfid:%s" % link, RFID_REGION="keep")
         print((RFID_INSTRUCTIONS if args.rfid else INSTRUCTIONS) % {
-            "port": args.port, "svc": broker.service_env, "run": RUN.relative_to(ROOT),
+            "port": args.port, "svc": broker.service_env, "run": _shown(RUN),
             "http": args.http},
             flush=True)
         basket = subprocess.Popen([PY, "-m", "mqtt_controller"], cwd=ROOT, env=basket_env,
@@ -128,7 +140,7 @@ def main() -> int:
         pass
     finally:
         stop_all()
-    print("\nrun: stopped (logs in %s)" % RUN.relative_to(ROOT))
+    print("\nrun: stopped (logs in %s)" % _shown(RUN))
     return 0
 
 
