@@ -93,7 +93,7 @@ class StreamSource:
         pass
 
     def close(self):
-        if self.stream is not None and self.stream is not sys.stdin:
+        if self.stream is not None and self.opener is not _stdin:  # stdin is not ours to close
             try:
                 self.stream.close()
             except OSError:

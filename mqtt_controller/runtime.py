@@ -144,11 +144,9 @@ class Runtime:
             want.extend(src.pollables())
         if want == self._registered:
             return
-        for obj in self._registered:
-            try:
-                self.poller.unregister(obj)
-            except (OSError, KeyError, ValueError):
-                pass
+        # A new poller rather than unregister(): a source may have closed its stream already,
+        # and a closed file cannot be unregistered (its fd would stay in, always ready).
+        self.poller = select.poll()
         for obj in want:
             self.poller.register(obj, select.POLLIN)
         self._registered = want

@@ -45,11 +45,11 @@ class Controller:
         self.proc: subprocess.Popen[bytes] | None = None
         self._fifo_fd: int | None = None
 
-    def start(self, wait_connected: bool = True) -> Controller:
+    def start(self, wait_connected: bool = True, stdin: int = subprocess.DEVNULL) -> Controller:
         self._log = open(self.log_path, "ab")
         self._mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(INTERPRETERS[self.interp], cwd=self.dir, env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stdin=stdin, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         if wait_connected:
             self.wait_log("connected to", start=self._mark)
