@@ -70,3 +70,19 @@ def test_help_lists_every_key():
         assert key in text
     # config.KEYS (what board.py accepts in config.json) and the help table stay in step
     assert [key for key, _, _ in helptext.SETTINGS] == list(config.KEYS)
+
+
+def test_runtime_build_releases_config_on_micropython():
+    # start-up code gives its heap back on a board: runtime.build() drops config.py from
+    # sys.modules, and Config has no methods that would keep the module's code alive
+    import sys
+
+    from mqtt_controller import compat
+    from mqtt_controller.runtime import build
+
+    env = {"MQTT_TOPIC": "basket/7", "ITEM_SOURCE": "none", "DISPLAY": "none",
+           "CART_STATE_FILE": ""}
+    cfg, rt = build(env.get)
+    assert cfg.basket_id == 7 and rt.status_topic == "basket/7/status"
+    assert ("mqtt_controller.config" not in sys.modules) == compat.MICROPYTHON
+    assert [k for k in type(cfg).__dict__ if callable(type(cfg).__dict__[k])] == []
