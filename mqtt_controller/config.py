@@ -8,7 +8,8 @@ from mqtt_controller import log, protocol
 from mqtt_controller.compat import getenv
 
 # Every key load() reads; `--help` documents them (helptext.py, which a board never loads: its
-# strings would take heap), and board.py warns about a config.json key not among them.
+# strings would take heap), and load_file() warns about a config.json key that is neither one of
+# them nor a board key.
 KEYS = ("MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC", "BASKET_ID",
         "MQTT_CLIENT_ID", "MQTT_KEEPALIVE", "MQTT_TLS", "MQTT_CAFILE", "CART_STATE_FILE",
         "ITEM_SOURCE", "DISPLAY", "LOG_LEVEL", "MQTT_CLIENT")
