@@ -1,4 +1,5 @@
 # Every CPython/MicroPython difference lives here; nothing else branches on the interpreter.
+import select
 import sys
 import time
 
@@ -105,6 +106,13 @@ def polled(event, obj):
         return event[0] == obj.fileno()
     except (AttributeError, OSError):
         return False
+
+
+def readable(sock, timeout_ms):
+    """True when sock has something to read within timeout_ms (a one-off poll)."""
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return bool(p.poll(max(0, timeout_ms)))
 
 
 def set_nodelay(sock):

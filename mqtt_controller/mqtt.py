@@ -293,15 +293,3 @@ class MQTTClient(packet.KeepaliveMixin):
 
     def _work_waiting(self):
         return bool(self._early or self._more or self._fault)
-
-    def poll(self, timeout_ms):
-        """Waits at most timeout_ms for traffic, then services the link; returns messages."""
-        if self.sock is None:
-            raise OSError("not connected")
-        nxt = self.next_ms()
-        wait = timeout_ms if nxt is None else min(timeout_ms, nxt)
-        p = select.poll()
-        p.register(self.sock, select.POLLIN)
-        msgs = self.service(bool(p.poll(max(0, wait))))
-        self.send_acks()
-        return msgs

@@ -1,9 +1,10 @@
 # MQTT 3.1.1 packets, pure: encoders for what a client sends and an incremental reader for what
 # it receives. The reader never holds more than `max_packet` bytes of one packet: a larger one is
 # skipped as it streams by (only its first bytes are kept, to acknowledge a QoS 1 PUBLISH).
+# KeepaliveMixin at the end is not pure: the client code both clients share (pings, poll()).
 import struct
 
-from mqtt_controller.compat import const, ticks_diff, ticks_ms
+from mqtt_controller.compat import const, readable, ticks_diff, ticks_ms
 
 CONNECT = const(0x10)
 CONNACK = const(0x20)
@@ -169,9 +170,10 @@ def dead_link(seconds):
 
 
 class KeepaliveMixin:
-    """The keepalive half both clients share. The client keeps `keepalive` (s), `sock`,
-    `_last_rx`, `_last_tx` (ticks), `_ping_out`, and provides `_send_ping()` and
-    `_work_waiting()` (True when the loop should come back at once)."""
+    """The keepalive half both clients share, and their poll(). The client keeps `keepalive`
+    (s), `sock`, `_last_rx`, `_last_tx` (ticks), `_ping_out`, and provides `_send_ping()`,
+    `_work_waiting()` (True when the loop should come back at once), `service(readable)` and
+    `send_acks()`."""
 
     keepalive: int  # annotations only (for the type checker): no class attributes
     _last_rx: int
@@ -202,6 +204,17 @@ class KeepaliveMixin:
         if not self.keepalive:
             return None
         return self._due()[1]
+
+    def poll(self, timeout_ms):
+        """Waits at most timeout_ms for traffic (less when the keepalive is due), services the
+        link and acknowledges what it handed over; returns the messages."""
+        if self.sock is None:  # type: ignore[attr-defined]
+            raise OSError("not connected")
+        nxt = self.next_ms()
+        wait = timeout_ms if nxt is None else min(timeout_ms, nxt)
+        msgs = self.service(readable(self.sock, wait))  # type: ignore[attr-defined]
+        self.send_acks()  # type: ignore[attr-defined]
+        return msgs
 
 
 class Reader:

@@ -167,15 +167,6 @@ class UMQTTClient(packet.KeepaliveMixin):
     def send_acks(self):  # umqtt.simple acknowledges each message as it reads it
         pass
 
-    def poll(self, timeout_ms):
-        if self.sock is None:
-            raise OSError("not connected")
-        nxt = self.next_ms()
-        wait = timeout_ms if nxt is None else min(timeout_ms, nxt)
-        p = select.poll()
-        p.register(self.sock, select.POLLIN)
-        return self.service(bool(p.poll(max(0, wait))))
-
 
 def _translate(e):
     """umqtt.simple's exceptions as the project's: a refusal keeps its return code."""
