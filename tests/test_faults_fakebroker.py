@@ -118,6 +118,15 @@ def _answer_recording_pubacks(conn: Conn, done: threading.Event, acked: list[int
         conn.answer(p)
 
 
+def _wait_acked(acked: list[int], pids: set[int], done: threading.Event) -> None:
+    """Waits up to 10 s until every id in `pids` was acknowledged, then stops the broker loop."""
+    deadline = time.monotonic() + 10
+    while not pids <= set(acked) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done.set()
+    assert pids <= set(acked), acked
+
+
 @pytest.mark.parametrize("interp", INTERPS)
 @pytest.mark.parametrize("case", sorted(CLOSING_CASES))
 def test_broken_packet_closes_the_link_and_the_controller_reconnects(make_rig, interp: str,
@@ -204,11 +213,7 @@ def test_complete_oversized_command_is_acknowledged_and_skipped(make_rig, interp
     rig = make_rig(interp, [first])
     rig.ctl.wait_log("status rejected .*oversized")
     rig.ctl.wait_log("session started")
-    deadline = time.monotonic() + 10
-    while not {77, 78} <= set(acked) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    done.set()
-    assert {77, 78} <= set(acked), acked
+    _wait_acked(acked, {77, 78}, done)
     assert rig.ctl.count("lost|failed") == 0
 
 
@@ -344,9 +349,5 @@ def test_messages_queued_for_a_resumed_session_arrive_with_the_connack(make_rig,
     rig = make_rig(interp, [first])
     rig.ctl.wait_log("session started")
     rig.ctl.wait_log("TOTAL 2,500 KRW")
-    deadline = time.monotonic() + 10
-    while not {3, 4} <= set(acked) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    done.set()
-    assert {3, 4} <= set(acked), acked
+    _wait_acked(acked, {3, 4}, done)
     assert rig.ctl.count("failed|lost") == 0 and len(rig.broker.conns) == 1, rig.ctl.log()

@@ -7,33 +7,27 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from bench.common import cpu_ns
 from tests.support.controller_proc import Controller
 from tests.support.peer import Peer
-
-
-def cpu_seconds(pid: int) -> float:
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks
 
 
 def test_end_of_stdin_leaves_an_idle_basket(backend: Peer,
                                             controller: Callable[..., Controller]) -> None:
     c = controller(ITEM_SOURCE="stdin")
     c.start(stdin=subprocess.PIPE)
-    peer = backend
     assert c.proc is not None and c.proc.stdin is not None
-    peer.publish("basket/1/status", b"start")
+    backend.publish("basket/1/status", b"start")
     c.wait_log("session started")
-    mark = peer.mark()
+    mark = backend.mark()
     c.proc.stdin.write(b"MLON\nBLUE\n")
     c.proc.stdin.close()
-    peer.wait_payload("basket/1/update", b'{"id":1,"list":{"BLUE":1,"MLON":1}}', start=mark)
+    backend.wait_payload("basket/1/update", b'{"id":1,"list":{"BLUE":1,"MLON":1}}', start=mark)
     c.wait_log("end of input on standard input")
-    before = cpu_seconds(c.proc.pid)
+    before = cpu_ns(c.proc.pid)
     time.sleep(2.0)
-    used = cpu_seconds(c.proc.pid) - before
+    used = (cpu_ns(c.proc.pid) - before) / 1e9
     assert used < 0.2, "%.2f s of CPU in 2 s after the end of input: busy loop" % used
     assert c.proc.poll() is None  # still running: commands keep working
-    peer.publish("basket/1/status", b"end")
+    backend.publish("basket/1/status", b"end")
     c.wait_log("session ended")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import threading
-import time
 from pathlib import Path
+
+from tests.support.lines import LineLog
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
@@ -18,49 +18,25 @@ STUBS = ROOT / "tests" / "board_stubs"
 class Proc:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | str = ROOT,
                  stdin: bool = False) -> None:
-        self.lines: list[str] = []
-        self.cond = threading.Condition()
         self.proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)  # fmt: skip
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self) -> None:
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self.cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
+        self.out = LineLog(self.proc.stdout)
 
     def text(self) -> str:
-        with self.cond:
-            return "\n".join(self.lines)
+        return self.out.text()
 
     def mark(self) -> int:
-        with self.cond:
-            return len(self.lines)
+        return self.out.mark()
 
     def wait_line(self, pattern: str, timeout: float = 15.0, start: int = 0) -> re.Match[str]:
         """Waits for a line (at or after index `start`) matching the regex; returns the match."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            i = start
-            while True:
-                while i < len(self.lines):
-                    m = rx.search(self.lines[i])
-                    if m:
-                        return m
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and i >= len(self.lines)
-                                 and not self.thread.is_alive()):
-                    raise AssertionError("no line matching %r; output:\n%s" % (
-                        pattern, "\n".join(self.lines[-60:])))
-                self.cond.wait(min(left, 0.1))
+        hit = self.out.wait(pattern, timeout, start)
+        if hit is None:
+            raise AssertionError("no line matching %r; output:\n%s" % (
+                pattern, self.out.text(last=60)))
+        return hit[2]
 
     def send(self, text: str) -> None:
         assert self.proc.stdin is not None
@@ -69,7 +45,7 @@ class Proc:
 
     def wait_exit(self, timeout: float = 15.0) -> int:
         rc = self.proc.wait(timeout)
-        self.thread.join(5)
+        self.out.thread.join(5)
         return rc
 
     def stop(self) -> None:
@@ -80,7 +56,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.thread.join(5)
+        self.out.thread.join(5)
 
 
 def mp_env(**extra: str) -> dict[str, str]:

@@ -4,13 +4,13 @@ log lines collected with their arrival time, RSS from /proc."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from tests.support.lines import LineLog
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -49,23 +49,13 @@ class ControllerProc:
             "PYTHONUNBUFFERED": "1",
         })
         env.update(extra_env or {})
-        self.lines: list[tuple[float, str]] = []
-        self.cond = threading.Condition()
         self.started_at = time.monotonic()
         argv = [INTERPRETERS[interp], *(interp_args or []), "-m", "mqtt_controller"]
         self.proc = subprocess.Popen(argv, cwd=ROOT,
                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self.cond:
-                self.lines.append((time.monotonic(), line))
-                self.cond.notify_all()
+        self.out = LineLog(self.proc.stdout)
 
     # -- input --------------------------------------------------------------------------------
     def item(self, line: str) -> None:
@@ -73,35 +63,21 @@ class ControllerProc:
 
     # -- output -------------------------------------------------------------------------------
     def mark(self) -> int:
-        with self.cond:
-            return len(self.lines)
+        return self.out.mark()
 
     def log(self) -> str:
-        with self.cond:
-            return "\n".join(t for _, t in self.lines)
+        return self.out.text()
 
     def find(self, pattern: str, start: int = 0) -> list[tuple[float, str]]:
-        rx = re.compile(pattern)
-        with self.cond:
-            return [(t, s) for t, s in self.lines[start:] if rx.search(s)]
+        return self.out.find(pattern, start)
 
     def wait_log(self, pattern: str, timeout: float = 10.0, start: int = 0) -> tuple[float, str]:
         """Waits for a line matching `pattern` at or after line `start`; returns (time, line)."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            i = start
-            while True:
-                while i < len(self.lines):
-                    t, s = self.lines[i]
-                    i += 1
-                    if rx.search(s):
-                        return t, s
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and i >= len(self.lines)):
-                    raise AssertionError("controller (%s): no log line /%s/ within %.1f s; log:\n%s"
-                                         % (self.interp, pattern, timeout, self.log()[-4000:]))
-                self.cond.wait(min(left, 0.1))
+        hit = self.out.wait(pattern, timeout, start)
+        if hit is None:
+            raise AssertionError("controller (%s): no log line /%s/ within %.1f s; log:\n%s"
+                                 % (self.interp, pattern, timeout, self.log()[-4000:]))
+        return hit[0], hit[1]
 
     def count(self, pattern: str, start: int = 0) -> int:
         return len(self.find(pattern, start))
@@ -129,7 +105,7 @@ class ControllerProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._reader.join(5)
+        self.out.thread.join(5)
         try:
             os.close(self._fifo_fd)
         except OSError:

@@ -8,11 +8,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from tests.support.broker import stop_process
+from tests.support.lines import LineLog
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "data" / "catalog_sample.csv"
@@ -38,54 +37,42 @@ class ServiceProc:
         self.env = env
         self.args = [sys.executable, "-m", "basket_service", "serve", "--catalog", str(catalog),
                      *extra_args]
-        self.lines: list[str] = []
-        self.cond = threading.Condition()
+        self.out: LineLog | None = None
+        self.earlier: list[str] = []  # the output of runs before a restart (start() again)
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, ready: bool = True) -> ServiceProc:
+        if self.out is not None:
+            self.earlier += self.out.lines()
         self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        assert self.proc.stdout is not None
+        self.out = LineLog(self.proc.stdout)
         if ready:
             self.wait_line(r"connected to MQTT")
         return self
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
+    @property
+    def lines(self) -> list[str]:
+        return self.earlier + (self.out.lines() if self.out else [])
 
     def mark(self) -> int:
-        with self.cond:
-            return len(self.lines)
+        """Where the current run's output stands (for wait_line's `start`)."""
+        return self.out.mark() if self.out else 0
 
     def wait_line(self, pattern: str, timeout: float = 15.0, start: int = 0) -> str:
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    if rx.search(line):
-                        return line
-                if self.proc is not None and self.proc.poll() is not None and not self._alive():
-                    raise AssertionError("service exited (%s) before %r:\n%s"
-                                         % (self.proc.returncode, pattern, self.log()))
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("timed out waiting for %r in:\n%s" % (pattern, self.log()))
-                self.cond.wait(min(left, 0.5))
-
-    def _alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        assert self.out is not None and self.proc is not None, "start() first"
+        hit = self.out.wait(pattern, timeout, start)
+        if hit is None:
+            if self.proc.poll() is not None:
+                raise AssertionError("service exited (%s) before %r:\n%s"
+                                     % (self.proc.returncode, pattern, self.log()))
+            raise AssertionError("timed out waiting for %r in:\n%s" % (pattern, self.log()))
+        return hit[1]
 
     def count(self, pattern: str) -> int:
         rx = re.compile(pattern)
-        with self.cond:
-            return sum(1 for line in self.lines if rx.search(line))
+        return sum(1 for line in self.lines if rx.search(line))
 
     def log(self) -> str:
         return "\n".join(self.lines[-200:])
