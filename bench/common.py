@@ -195,9 +195,10 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Broker:
-    """Mosquitto on the config tools/provision.py generates (per-basket users, ACL,
-    set_tcp_nodelay true), on a free loopback port. `defaults=True` runs the same config
-    without `set_tcp_nodelay` (Mosquitto's default: Nagle on)."""
+    """Mosquitto on the config tools/provision.py generates (per-basket users bound to client
+    ids `basket-<n>`, dynamic-security roles, set_tcp_nodelay true), on a free loopback port.
+    `defaults=True` runs the same config without `set_tcp_nodelay` (Mosquitto's default:
+    Nagle on)."""
 
     def __init__(self, baskets: int = 3, defaults: bool = False, workdir: Path | None = None):
         self.root = workdir or Path(tempfile.mkdtemp(prefix="bench-broker-"))
@@ -260,8 +261,13 @@ class Broker:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def env(self, basket: int | None = None) -> dict[str, str]:
-        return {"MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(self.port),
-                "MQTT_USER": self.user(basket), "MQTT_PASSWORD": self.password(basket)}
+        """A basket's (or, basket None, the service's) connection settings. A basket login
+        connects only with its own client id, so every subject takes MQTT_CLIENT_ID."""
+        env = {"MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(self.port),
+               "MQTT_USER": self.user(basket), "MQTT_PASSWORD": self.password(basket)}
+        if basket is not None:
+            env["MQTT_CLIENT_ID"] = "basket-%d" % basket
+        return env
 
 
 # --- subjects: the controller and the reference clients as processes ----------------------------

@@ -1,11 +1,17 @@
-"""Real Mosquitto on the config tools/provision.py generates: auth, ACL, TLS, re-runs."""
+"""Real Mosquitto on the config tools/provision.py generates: identities (dynamic-security
+plugin), client-id binding, publish/subscribe ACLs, size limits, TLS, re-runs. The attacker is a
+paho client holding basket 1's valid login."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import ssl
-import threading
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,18 +21,32 @@ from tests.support.provisioned import Client, ProvisionedDir, provision, refused
 @pytest.fixture(scope="module")
 def broker() -> Iterator[ProvisionedDir]:
     # The default --run-as-user: when the tests run as root this checks that Mosquitto, having
-    # dropped to the `mosquitto` user, still reads its password file, ACL, key and data folder.
-    b = ProvisionedDir("--baskets", "1-3").start()
+    # dropped to the `mosquitto` user, still reads its dynamic-security file, key and data.
+    b = ProvisionedDir("--baskets", "1-3", "--service-workers", "2").start()
     yield b
     b.close()
 
 
 def basket(b: ProvisionedDir, n: int, **kw: object) -> Client:
+    """Basket n's own login, with its own client id `basket-<n>` unless told otherwise."""
     return Client(b.port, "basket%d" % n, b.password(n), **kw)  # type: ignore[arg-type]
 
 
-def service(b: ProvisionedDir, **kw: object) -> Client:
-    return Client(b.port, b.env()["MQTT_USER"], b.password(), **kw)  # type: ignore[arg-type]
+def attacker(b: ProvisionedDir, **kw: object) -> Client:
+    """Basket 1's valid login in the wrong hands: any client id it likes."""
+    return Client(b.port, "basket1", b.password(1), **kw)  # type: ignore[arg-type]
+
+
+def service(b: ProvisionedDir, worker: int = 1, **kw: object) -> Client:
+    env = b.env(worker=worker)
+    return Client(b.port, env["MQTT_USER"], env["MQTT_PASSWORD"], **kw)  # type: ignore[arg-type]
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM for %d" % pid)
 
 
 def test_broker_runs_as_the_configured_user(broker: ProvisionedDir) -> None:
@@ -58,17 +78,215 @@ def test_wrong_password_and_unknown_user_refused(broker: ProvisionedDir) -> None
 def test_basket_cannot_publish_for_another_basket(broker: ProvisionedDir) -> None:
     svc = service(broker)
     b1 = basket(broker, 1)
+    b2 = basket(broker, 2)
     try:
         assert svc.subscribe("basket/+/update", "basket/+/availability") == [1, 1]
+        assert b2.subscribe("basket/2/status") == [1]
         b1.publish("basket/2/update", b'{"id":2,"list":{"FAKE":9}}')
         b1.publish("basket/2/availability", b"offline")
+        b1.publish("basket/2/status", b'{"msg":"total","payload":{"basketid":2,"totalprice":1}}')
+        b1.publish("basket/2/status", b"end")
         b1.publish("basket/1/update", b'{"id":1,"list":{}}')
         # Same client, same QoS: had the forgeries passed they would have arrived first.
         svc.wait_for("basket/1/update", b'{"id":1,"list":{}}')
         assert [t for t in svc.topics() if t.startswith("basket/2/")] == []
+        # The broker queued any delivery before it acknowledged b1's publish, so a status the
+        # service sends now arrives after anything forged.
+        svc.publish("basket/2/status", b"start")
+        b2.wait_for("basket/2/status", b"start")
+        assert [p for _, p, _ in b2.messages] == [b"start"]
     finally:
         svc.close()
         b1.close()
+        b2.close()
+
+
+# --- identity: one login, one client id ------------------------------------------------------
+
+
+def test_basket_login_connects_only_as_its_own_client_id(broker: ProvisionedDir) -> None:
+    ok = attacker(broker)  # basket-1: its own id
+    ok.close()
+    for cid in ("basket-2", "basket-3", "", "basket-1x", "basket1", "x"):
+        reason = refused(broker.port, "basket1", broker.password(1), client_id=cid)
+        assert str(reason) == "Not authorized", (cid, reason)
+
+
+def test_client_id_takeover_refused_session_kept(broker: ProvisionedDir) -> None:
+    """Before: basket 1's login connecting as `basket-2` kicked basket 2 off, and with a clean
+    session destroyed its queued `start`."""
+    svc = service(broker)
+    b2 = basket(broker, 2, clean=False)
+    try:
+        assert b2.subscribe("basket/2/status") == [1]
+        # Connected: the attempt neither kicks basket 2 nor touches its session.
+        refused(broker.port, "basket1", broker.password(1), client_id="basket-2")
+        refused(broker.port, "basket1", broker.password(1), client_id="basket-2", clean=False)
+        assert not b2.disconnected.wait(0.3), "basket 2 was kicked off"
+        svc.publish("basket/2/status", b"live")
+        b2.wait_for("basket/2/status", b"live")
+
+        # Offline with a queued message: a clean-session takeover would wipe it.
+        b2.close()
+        svc.publish("basket/2/status", b"start")
+        refused(broker.port, "basket1", broker.password(1), client_id="basket-2")
+    finally:
+        svc.close()
+    b2 = basket(broker, 2, clean=False)
+    try:
+        b2.wait_for("basket/2/status", b"start")  # the session and its queue survived
+    finally:
+        b2.close()
+        basket(broker, 2).close()  # clean: leave no session behind for other tests
+
+
+def test_basket_cannot_take_the_service_client_id(broker: ProvisionedDir) -> None:
+    """Before: the service's predictable id let a basket kick it 4-5 times in 8 s."""
+    env = broker.env()
+    sid = env["SERVICE_CLIENT_ID"]
+    svc = service(broker, client_id=sid, clean=False)
+    try:
+        assert svc.subscribe("basket/+/update") == [1]
+        for cid in (sid, "basket-service-%s" % socket.gethostname()[:40], "basket-cli-0123"):
+            assert str(refused(broker.port, "basket1", broker.password(1),
+                               client_id=cid)) == "Not authorized"
+        assert not svc.disconnected.wait(0.3), "the service was kicked off"
+        b1 = basket(broker, 1)
+        b1.publish("basket/1/update", b'{"id":1,"list":{"ID":1}}')
+        b1.close()
+        svc.wait_for("basket/1/update", b'{"id":1,"list":{"ID":1}}')
+    finally:
+        svc.close()
+        service(broker, client_id=sid).close()
+
+
+def test_service_workers_have_their_own_logins_and_ids(broker: ProvisionedDir) -> None:
+    one, two = broker.env(worker=1), broker.env(worker=2)
+    assert one["MQTT_USER"] == "service" and two["MQTT_USER"] == "service-2"
+    assert one["MQTT_PASSWORD"] != two["MQTT_PASSWORD"]
+    assert one["SERVICE_CLIENT_ID"] != two["SERVICE_CLIENT_ID"]
+    refused(broker.port, "service-2", one["MQTT_PASSWORD"])
+    a = service(broker, 1, client_id=one["SERVICE_CLIENT_ID"])
+    b = service(broker, 2, client_id=two["SERVICE_CLIENT_ID"])
+    # Service logins are not bound to an id: the CLI and the dashboard use random ones.
+    cli = service(broker, 1, client_id="basket-cli-5f3a")
+    try:
+        assert not a.disconnected.wait(0.2) and not b.disconnected.is_set()
+        assert b.subscribe("$share/pricing/basket/+/update") == [1]
+    finally:
+        for c in (a, b, cli):
+            c.close()
+
+
+# --- subscriptions: a basket reads only its own status ---------------------------------------
+
+
+def test_basket_may_subscribe_only_its_own_status(broker: ProvisionedDir) -> None:
+    b1 = attacker(broker)
+    try:
+        forbidden = ["#", "basket/+/status", "basket/2/status", "$share/pricing/basket/+/update",
+                     "$share/pricing/basket/+/availability", "$share/pricing/basket/1/status",
+                     "basket/1/update", "basket/+/update", "basket/1/#", "basket/1/+", "$SYS/#",
+                     "+/1/status", "basket/#"]
+        assert b1.subscribe(*forbidden) == [128] * len(forbidden)
+        assert b1.subscribe("basket/1/status") == [1]
+    finally:
+        b1.close()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_subscription_hijack_refused(broker: ProvisionedDir, shared: bool) -> None:
+    """Before: basket 1 subscribed `$share/pricing/basket/+/update` beside the service and took
+    half of basket 2's updates, which the broker then dropped."""
+    prefix = "$share/pricing/" if shared else ""
+    svc = service(broker)
+    b1 = attacker(broker)
+    b2 = basket(broker, 2)
+    try:
+        assert svc.subscribe(prefix + "basket/+/update", prefix + "basket/+/availability") == [1, 1]
+        assert b1.subscribe("$share/pricing/basket/+/update", "basket/+/update",
+                            "$share/pricing/basket/+/availability") == [128, 128, 128]
+        sent = [b'{"id":2,"list":{"N":%d}}' % i for i in range(1, 21)]
+        for payload in sent:
+            b2.publish("basket/2/update", payload)
+        svc.wait_for("basket/2/update", sent[-1])
+        assert [p for t, p, _ in svc.messages if t == "basket/2/update"] == sent
+        assert b1.messages == []
+    finally:
+        for c in (svc, b1, b2):
+            c.close()
+
+
+def test_service_retained_reads(broker: ProvisionedDir) -> None:
+    """The CLI's and the service's short retained read: one basket's update, or all of them."""
+    b3 = basket(broker, 3)
+    b3.publish("basket/3/update", b'{"id":3,"list":{"R":1}}', retain=True)
+    b3.close()
+    for topic in ("basket/3/update", "basket/+/update"):
+        svc = service(broker)
+        try:
+            assert svc.subscribe(topic) == [1]
+            svc.wait_for("basket/3/update", b'{"id":3,"list":{"R":1}}')
+        finally:
+            svc.close()
+
+
+# --- size limits ---------------------------------------------------------------------------------
+
+
+def test_oversized_publish_cut_at_its_header(broker: ProvisionedDir) -> None:
+    """Before: a 50 MiB retained update was accepted, stored and delivered on every restart."""
+    assert broker.proc is not None
+    svc = service(broker)
+    b1 = attacker(broker)
+    try:
+        assert svc.subscribe("basket/1/update") == [1]
+        b1.publish("basket/1/update", b'{"id":1,"list":{"OK":1}}', retain=True)
+        svc.wait_for("basket/1/update", b'{"id":1,"list":{"OK":1}}')
+        before = peak_rss_kb(broker.proc.pid)
+        big = b'{"id":1,"list":{"' + b"A" * (16 << 20) + b'":1}}'
+        b1.c.publish("basket/1/update", big, qos=1, retain=True)
+        assert b1.disconnected.wait(10), "the oversized publisher stayed connected"
+        grown = peak_rss_kb(broker.proc.pid) - before
+        assert grown < 2048, "the broker's peak RSS grew %d kB" % grown
+    finally:
+        b1.close()
+    time.sleep(0.2)
+    try:
+        assert all(len(p) < 100 for _, p, _ in svc.messages)
+        late = service(broker)
+        try:
+            late.subscribe("basket/1/update")
+            late.wait_for("basket/1/update", b'{"id":1,"list":{"OK":1}}')  # still the old one
+        finally:
+            late.close()
+    finally:
+        svc.close()
+
+
+def test_payload_over_the_contract_limit_dropped(broker: ProvisionedDir) -> None:
+    svc = service(broker)
+    b1 = attacker(broker)
+    try:
+        assert svc.subscribe("basket/1/update") == [1]
+        fits = b'{"id":1,"list":{"' + b"B" * (4096 - 22) + b'":1}}'
+        assert len(fits) == 4096
+        too_big = b'{"id":1,"list":{"' + b"C" * 5000 + b'":1}}'  # fits in a packet
+        b1.publish("basket/1/update", too_big, retain=True)  # acknowledged, then dropped
+        b1.publish("basket/1/update", fits)
+        svc.wait_for("basket/1/update", fits)
+        assert [p for _, p, retained in svc.messages if not retained] == [fits]
+        assert not b1.disconnected.is_set()
+    finally:
+        b1.close()
+        svc.close()
+    late = service(broker)
+    try:
+        late.subscribe("basket/1/update")
+        time.sleep(0.3)
+        assert all(len(p) <= 4096 for _, p, _ in late.messages)
+    finally:
+        late.close()
 
 
 def test_basket_cannot_read_another_basket_or_fake_its_own_status(
@@ -77,9 +295,8 @@ def test_basket_cannot_read_another_basket_or_fake_its_own_status(
     svc = service(broker)
     b1 = basket(broker, 1)
     try:
-        # Mosquitto 2.0 grants such subscriptions and filters each delivery by the ACL,
-        # so what counts is what arrives.
-        b1.subscribe("basket/2/status", "basket/+/status", "#", "basket/1/status")
+        assert b1.subscribe("basket/2/status", "basket/+/status", "#",
+                            "basket/1/status") == [128, 128, 128, 1]
         b1.publish("basket/1/status", b'{"msg":"total","payload":{"basketid":1,"totalprice":0}}')
         svc.publish("basket/2/status", b"start")
         svc.publish("basket/1/status", b"end")
@@ -129,11 +346,11 @@ def test_service_shared_subscription(broker: ProvisionedDir) -> None:
 
 def test_service_cannot_forge_updates_or_read_statuses(broker: ProvisionedDir) -> None:
     forger = service(broker)
-    watcher = service(broker)
+    watcher = service(broker, worker=2)
     b3 = basket(broker, 3)
     try:
         assert watcher.subscribe("basket/+/update") == [1]
-        forger.subscribe("basket/+/status")
+        assert forger.subscribe("basket/+/status", "#") == [128, 128]
         forger.publish("basket/3/update", b'{"id":3,"list":{"FREE":99}}')
         watcher.publish("basket/3/status", b"start")
         b3.publish("basket/3/update", b'{"id":3,"list":{}}')
@@ -214,6 +431,7 @@ def test_reprovision_keeps_passwords_adds_baskets_and_rotates() -> None:
         assert b.password() == old_service
         assert b.env(5)["MQTT_PORT"] == str(b.tls_port)
         assert old[2] not in res.stdout + res.stderr and b.password(2) not in res.stdout
+        assert "restart a running broker" in res.stdout
 
         b.start()
         basket(b, 1).close()
@@ -228,32 +446,61 @@ def test_reprovision_keeps_passwords_adds_baskets_and_rotates() -> None:
         finally:
             svc.close()
 
-        # Rotation on a running broker: SIGHUP (systemctl reload) applies it, and a client
-        # still connected with the old password (a stolen basket) is thrown out.
+        # Rotation on a running broker. SIGHUP does not reload the plugin's file in 2.0.11 (the
+        # old password still works after it); a restart does, and a client still connected
+        # with the old password (a stolen basket) is thrown out and cannot come back. Basket
+        # 5's persistent session and its queued message survive the restart.
         before = b.password(6)
         stolen = basket(b, 6)
-        kicked = threading.Event()
-        stolen.c.on_disconnect = lambda *a: kicked.set()
-        provision(b.dir, "--rotate", "6")
+        b5 = basket(b, 5, clean=False)
+        b5.subscribe("basket/5/status")
+        b5.close()
+        svc = service(b)
+        svc.publish("basket/5/status", b"start")
+        svc.close()
+        res = provision(b.dir, "--rotate", "6", "--baskets", "7")
+        assert "restart a running broker" in res.stdout
         b.reload()
-        assert kicked.wait(5), "the old session survived the rotation"
+        refused(b.port, "basket7", b.password(7))  # still the old users after SIGHUP
+        assert not stolen.disconnected.is_set()
+        b.restart()
+        basket(b, 7).close()
+        assert stolen.disconnected.wait(5), "the old session survived the restart"
         stolen.close()
         refused(b.port, "basket6", before)
         basket(b, 6).close()
-        basket(b, 1).close()
+        b5 = basket(b, 5, clean=False)
+        try:
+            b5.wait_for("basket/5/status", b"start")
+        finally:
+            b5.close()
+
+        # A re-run that changes nothing rewrites the same file and asks for no restart.
+        text = (b.dir / "dynamic-security.json").read_text()
+        res = provision(b.dir)
+        assert (b.dir / "dynamic-security.json").read_text() == text
+        assert "restart" not in res.stdout
     finally:
         b.close()
 
 
-def test_python_hashes_accepted_by_mosquitto() -> None:
-    """The fallback for hosts without mosquitto_passwd writes hashes Mosquitto 2 accepts."""
-    b = ProvisionedDir("--baskets", "1", "--no-mosquitto-passwd", tls=False)
-    try:
-        assert "hashlib" in b.result.stdout
-        assert all(":$7$101$" in line for line in (b.dir / "passwd").read_text().splitlines())
-        b.start()
-        basket(b, 1).close()
-        service(b).close()
-        refused(b.port, "basket1", b.password(1) + "x")
-    finally:
-        b.close()
+def test_hashes_match_mosquitto_ctrl(tmp_path: Path) -> None:
+    """The plugin's password format, checked against the plugin's own tool: our PBKDF2 over
+    mosquitto_ctrl's salt gives mosquitto_ctrl's hash (and the broker tests log in with ours)."""
+    import shutil
+    import sys
+
+    ctrl = shutil.which("mosquitto_ctrl")
+    if ctrl is None:
+        pytest.skip("mosquitto_ctrl is not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import base64
+
+    import provision as prov
+
+    f = tmp_path / "ctrl.json"
+    subprocess.run([ctrl, "dynsec", "init", str(f), "admin", "s3cret-pw"], check=True,
+                   capture_output=True)
+    (entry,) = json.loads(f.read_text())["clients"]
+    ours = prov.hash_password("s3cret-pw", base64.b64decode(entry["salt"]))
+    assert ours == {k: entry[k] for k in ("password", "salt", "iterations")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -106,7 +107,7 @@ def test_files_modes_and_no_secret_printed(out: Path) -> None:
     assert "PRIVATE KEY" not in printed
     assert str(out / "service.env") in printed and str(out / prov.STATE_NAME) in printed
 
-    secret_files = [out / prov.STATE_NAME, out / "passwd", out / "acl", out / "service.env",
+    secret_files = [out / prov.STATE_NAME, out / prov.DYNSEC_NAME, out / "service.env",
                     out / "tls" / "ca.key", out / "tls" / "server.key"]
     secret_files += [out / "baskets" / ("%d.%s" % (n, ext)) for n in (1, 2, 3, 10)
                      for ext in ("env", "json")]
@@ -124,13 +125,14 @@ def test_env_and_json_files(out: Path) -> None:
     env = read_env(out / "baskets" / "5.env")
     pw = passwords(out)
     assert env == {"MQTT_HOST": "mqtt.example.com", "MQTT_PORT": "1884", "MQTT_USER": "basket5",
-                   "MQTT_PASSWORD": pw["basket5"], "MQTT_TOPIC": "basket/5", "BASKET_ID": "5"}
+                   "MQTT_PASSWORD": pw["basket5"], "MQTT_TOPIC": "basket/5", "BASKET_ID": "5",
+                   "MQTT_CLIENT_ID": "basket-5"}
     assert list(env) == ["MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC",
-                         "BASKET_ID"]
+                         "BASKET_ID", "MQTT_CLIENT_ID"]
     assert json.loads((out / "baskets" / "5.json").read_text()) == env
     assert read_env(out / "service.env") == {
         "MQTT_HOST": "mqtt.example.com", "MQTT_PORT": "1884", "MQTT_USER": "service",
-        "MQTT_PASSWORD": pw["service"]}  # fmt: skip
+        "MQTT_PASSWORD": pw["service"], "SERVICE_CLIENT_ID": "basket-service-1"}  # fmt: skip
 
     provision(out, "--tls", "--tls-port", "8884")
     env = read_env(out / "baskets" / "5.env")
@@ -149,37 +151,92 @@ def test_config_is_absolute_and_complete(
               "--run-as-user", "root")
     conf = (out / "mosquitto.conf").read_text()
     lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
-    for key in ("password_file", "acl_file", "persistence_location", "certfile", "keyfile"):
+    for key in ("plugin", "plugin_opt_config_file", "persistence_location", "certfile",
+                "keyfile"):
         (value,) = [line.split(" ", 1)[1] for line in lines if line.startswith(key + " ")]
         assert Path(value).is_absolute() and Path(value).exists(), key
     for expected in ("listener 1883 127.0.0.1", "listener 8883 127.0.0.1", "allow_anonymous false",
                      "persistence true", "set_tcp_nodelay true", "max_queued_messages 500",
-                     "max_inflight_messages 1000",
+                     "max_inflight_messages 1000", "max_packet_size 8192",
+                     "message_size_limit 4096",
                      "user root", "tls_version tlsv1.2"):  # fmt: skip
         assert expected in lines
     assert any(line.startswith("persistent_client_expiration ") for line in lines)
+    # The 2.0.11 acl_file grants every subscription: it must not come back.
+    assert not [line for line in lines if line.split()[0] in ("password_file", "acl_file")]
 
 
-def test_acl_scheme(out: Path) -> None:
+def dynsec(out: Path) -> dict[str, object]:
+    doc = json.loads((out / prov.DYNSEC_NAME).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_dynsec_scheme(out: Path) -> None:
     provision(out, "--baskets", "2,7", "--service-user", "pricing", "--run-as-user", "root")
-    acl = [line for line in (out / "acl").read_text().splitlines()
-           if line and not line.startswith("#")]
-    assert acl == [
-        "user pricing",
-        "topic read basket/+/update",
-        "topic read basket/+/availability",
-        "topic write basket/+/status",
-        "user basket2",
-        "topic write basket/2/update",
-        "topic write basket/2/availability",
-        "topic read basket/2/status",
-        "user basket7",
-        "topic write basket/7/update",
-        "topic write basket/7/availability",
-        "topic read basket/7/status",
+    doc = dynsec(out)
+    assert doc["defaultACLAccess"] == {"publishClientSend": False, "publishClientReceive": False,
+                                       "subscribe": False, "unsubscribe": True}
+    clients = {c["username"]: c for c in doc["clients"]}  # type: ignore[attr-defined]
+    assert sorted(clients) == ["basket2", "basket7", "pricing"]
+    assert clients["basket7"]["clientid"] == "basket-7"
+    assert "clientid" not in clients["pricing"]  # the CLI and dashboard use random ids
+    assert [r["rolename"] for r in clients["basket7"]["roles"]] == ["basket7"]
+    assert [r["rolename"] for r in clients["pricing"]["roles"]] == ["service"]
+    roles = {r["rolename"]: [(a["acltype"], a["topic"]) for a in r["acls"] if a["allow"]]
+             for r in doc["roles"]}  # type: ignore[attr-defined]
+    assert sorted(roles) == ["basket2", "basket7", "service"]
+    assert roles["basket7"] == [
+        ("publishClientSend", "basket/7/update"),
+        ("publishClientSend", "basket/7/availability"),
+        ("publishClientReceive", "basket/7/status"),
+        ("subscribeLiteral", "basket/7/status"),
     ]
-    assert [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()] == [
-        "basket2", "basket7", "pricing"]  # fmt: skip
+    assert sorted(roles["service"]) == sorted([
+        ("publishClientSend", "basket/+/status"),
+        ("publishClientReceive", "basket/+/update"),
+        ("subscribePattern", "basket/+/update"),
+        ("subscribePattern", "$share/+/basket/+/update"),
+        ("publishClientReceive", "basket/+/availability"),
+        ("subscribePattern", "basket/+/availability"),
+        ("subscribePattern", "$share/+/basket/+/availability"),
+    ])
+    pw = passwords(out)
+    for user, c in clients.items():  # each hash is the state file's password
+        assert c["iterations"] == 101 and len(base64.b64decode(c["salt"])) == 12
+        assert c == dict(c, **prov.hash_password(pw[user], base64.b64decode(c["salt"])))
+
+
+def test_service_workers(out: Path) -> None:
+    provision(out, "--baskets", "1", "--service-workers", "3", "--run-as-user", "root")
+    envs = [read_env(out / name) for name in ("service.env", "service-2.env", "service-3.env")]
+    assert [e["MQTT_USER"] for e in envs] == ["service", "service-2", "service-3"]
+    assert [e["SERVICE_CLIENT_ID"] for e in envs] == [
+        "basket-service-1", "basket-service-2", "basket-service-3"]  # fmt: skip
+    assert len({e["MQTT_PASSWORD"] for e in envs}) == 3
+    assert all(mode(out / n) == 0o600 for n in ("service-2.env", "service-3.env"))
+    users = [c["username"] for c in dynsec(out)["clients"]]  # type: ignore[attr-defined]
+    assert users == ["service", "service-2", "service-3", "basket1"]
+    first = passwords(out)
+
+    provision(out, "--rotate-service")  # every worker's password, nobody else's
+    second = passwords(out)
+    assert all(second[u] != first[u] for u in ("service", "service-2", "service-3"))
+    assert second["basket1"] == first["basket1"]
+
+    res = provision(out, "--service-workers", "1")
+    assert not (out / "service-2.env").exists() and not (out / "service-3.env").exists()
+    assert sorted(passwords(out)) == ["basket1", "service"]
+    assert "removed service-2.env" in res.stdout
+
+
+def test_old_password_file_and_acl_removed(out: Path) -> None:
+    out.mkdir()
+    (out / "passwd").write_text("basket1:$7$101$old\n")
+    (out / "acl").write_text("user basket1\ntopic read #\n")
+    res = provision(out, "--baskets", "1", "--run-as-user", "root")
+    assert not (out / "passwd").exists() and not (out / "acl").exists()
+    assert "removed the old passwd" in res.stdout
 
 
 def test_rerun_keeps_passwords_and_settings(out: Path) -> None:
@@ -192,7 +249,7 @@ def test_rerun_keeps_passwords_and_settings(out: Path) -> None:
     assert sorted(second) == ["basket1", "basket2", "basket3", "basket4", "service"]
     assert (out / "baskets" / "1.env").read_text() == env1
     assert read_env(out / "baskets" / "4.env")["MQTT_PORT"] == "1999"
-    assert "basket4" in (out / "acl").read_text()
+    assert "basket4" in (out / prov.DYNSEC_NAME).read_text()
 
     provision(out, "--rotate", "1", "--rotate-service")
     third = passwords(out)
@@ -239,7 +296,7 @@ def test_root_hands_broker_files_to_the_broker_user(tmp_path: Path) -> None:
         out = where / "broker"
         res = provision(out, "--baskets", "1", "--tls")
         assert "warning" not in res.stderr
-        for f in ("passwd", "acl", "data", "tls/server.key"):
+        for f in (prov.DYNSEC_NAME, "data", "tls/server.key"):
             assert (out / f).stat().st_uid == uid, f
         for f in (prov.STATE_NAME, "service.env", "baskets/1.env", "tls/ca.key"):
             assert (out / f).stat().st_uid == 0, f
@@ -254,14 +311,12 @@ def test_root_hands_broker_files_to_the_broker_user(tmp_path: Path) -> None:
 
 def test_password_hash_format() -> None:
     # Recomputed independently: PBKDF2-HMAC-SHA512, 101 rounds, base64 salt and key.
-    import base64
     import hashlib
 
     salt = bytes(range(12))
     h = prov.hash_password("secret", salt)
-    kind, rounds, b64salt, b64key = h.split("$")[1:]
-    assert (kind, rounds, base64.b64decode(b64salt)) == ("7", "101", salt)
-    assert base64.b64decode(b64key) == hashlib.pbkdf2_hmac("sha512", b"secret", salt, 101)
+    assert (h["iterations"], base64.b64decode(h["salt"])) == (101, salt)
+    assert base64.b64decode(h["password"]) == hashlib.pbkdf2_hmac("sha512", b"secret", salt, 101)
     assert prov.hash_password("secret") != prov.hash_password("secret")  # fresh salt each time
 
 
@@ -277,9 +332,9 @@ def test_dev_broker_ensure_is_idempotent(
     assert "user root" in b.conf.read_text() and "listener 18999 127.0.0.1" in b.conf.read_text()
     first = passwords(d)
     assert sorted(first) == ["basket1", "basket2", "basket3", "service"]
-    mtime = (d / "passwd").stat().st_mtime_ns
+    mtime = (d / prov.DYNSEC_NAME).stat().st_mtime_ns
     dev_broker.ensure(port=18999, out=d)
-    assert (d / "passwd").stat().st_mtime_ns == mtime  # nothing regenerated
+    assert (d / prov.DYNSEC_NAME).stat().st_mtime_ns == mtime  # nothing regenerated
     b = dev_broker.ensure(port=19000, out=d)
     assert passwords(d) == first and "listener 19000 127.0.0.1" in b.conf.read_text()
     assert read_env(b.basket_env(1))["MQTT_PORT"] == "19000"

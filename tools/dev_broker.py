@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The local development broker: baskets 1-3 and the service, provisioned into .run/broker/.
+"""The local development broker: baskets 1-3 and the service, provisioned into .run/broker/
+(0700: Mosquitto runs as the user who starts it, root included, so nobody else needs to read it).
 
 `ensure()` (or `dev_broker.py ensure`) provisions on first use and returns the paths; `run` then
 starts Mosquitto in the foreground on loopback. `make broker` and `make run` use it.
@@ -67,9 +68,14 @@ def ensure(port: int = 1883, out: Path = DEFAULT_DIR, tls: bool = False,
     up_to_date = (
         settings is not None
         and (out / "mosquitto.conf").exists()
+        and (out / provision.DYNSEC_NAME).exists()  # else an older password_file/acl_file one
         and all(settings.get(k) == v for k, v in wanted.items())
     )
     if not up_to_date:
+        # The broker runs as this user (root only keeps root), so the folder can be this
+        # user's alone: passwords, the CA key and the sessions stay private on a shared host.
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(out, 0o700)
         # Root only on loopback: a dev broker then starts from any folder, even one the
         # `mosquitto` user cannot enter (a home directory). Deployments keep the default user.
         argv = ["--out", str(out), "--baskets", DEV_BASKETS, "--port", str(port),

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Provision one Mosquitto 2 broker for the smart baskets: config, password file, ACL, optional TLS.
+"""Provision one Mosquitto 2 broker for the smart baskets: config, dynamic-security users and
+roles, optional TLS.
 
-Writes everything into one folder, gives each basket its own user and random password, and keeps
-a state file so that re-running adds baskets (or rotates chosen passwords) without touching the
-others. No secret is ever printed: the summary names the files that hold them.
+Writes everything into one folder, gives each basket its own user, random password and client id,
+and keeps a state file so that re-running adds baskets (or rotates chosen passwords) without
+touching the others. No secret is ever printed: the summary names the files that hold them.
 
     sudo python3 tools/provision.py --baskets 1-200 --out /etc/mosquitto/smartbasket --tls \\
         --host mqtt.example.com
@@ -14,7 +15,9 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import glob
 import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -33,9 +36,27 @@ STATE_NAME = "provision.state.json"
 STATE_VERSION = 1
 MAX_BASKET_ID = 99999
 BASKET_USER = "basket%d"
+BASKET_CLIENT_ID = "basket-%d"  # the controller's default MQTT_CLIENT_ID; the broker insists on it
+SERVICE_CLIENT_ID = "basket-service-%d"  # worker k's SERVICE_CLIENT_ID (service.env: k = 1)
+DYNSEC_NAME = "dynamic-security.json"
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+# Where Debian/Ubuntu (multiarch), Fedora and a source build put the plugin.
+DYNSEC_PLUGIN_GLOBS = ("/usr/lib/*-linux-gnu*/" + DYNSEC_PLUGIN, "/usr/lib/" + DYNSEC_PLUGIN,
+                       "/usr/lib64/" + DYNSEC_PLUGIN, "/usr/local/lib/" + DYNSEC_PLUGIN,
+                       "/usr/local/lib/*/" + DYNSEC_PLUGIN)
+DYNSEC_PLUGIN_DEFAULT = "/usr/lib/x86_64-linux-gnu/" + DYNSEC_PLUGIN
+# The whole MQTT packet, as Mosquitto counts it: a client that sends a bigger one is disconnected
+# as soon as the fixed header announces its length, before the body is read. An update payload
+# is at most 4096 bytes (basket_service/contract.py MAX_PAYLOAD, the basket's own 4 KiB packet
+# limit), plus topic and header: 8192 leaves room and cuts a 50 MiB publish at its first bytes.
+MAX_PACKET_SIZE = 8192
+# Payloads above the contract's limit that still fit in a packet are acknowledged and dropped:
+# never retained, never delivered.
+MESSAGE_SIZE_LIMIT = 4096
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-# Same as mosquitto_passwd 2.0: PBKDF2-SHA512, 12-byte salt, 101 rounds. The passwords are 192
-# random bits, so more rounds would only slow down a reconnect storm, not an attacker.
+# Same as mosquitto_ctrl and mosquitto_passwd 2.0: PBKDF2-SHA512, 12-byte salt, 101 rounds. The
+# passwords are 192 random bits, so more rounds would only slow down a reconnect storm, not an
+# attacker.
 PBKDF2_ITERATIONS = 101
 PBKDF2_SALT_BYTES = 12
 LOCAL_NAMES = ("localhost", "127.0.0.1")
@@ -109,9 +130,20 @@ class Settings:
     host: str = "localhost"
     bind: str = ""  # "" = every interface; the firewall decides who reaches it
     service_user: str = "service"
+    service_workers: int = 1
     run_as_user: str = "mosquitto"
     san: list[str] = field(default_factory=list)
     max_queued: int = 0  # 0 = sized from the number of baskets
+    dynsec_plugin: str = ""  # "" = found on this machine (DYNSEC_PLUGIN_GLOBS)
+
+    def service_users(self) -> list[str]:
+        """Worker 1 is `service_user` itself (service.env); worker k >= 2 is `<user>-k`."""
+        return [self.service_user] + ["%s-%d" % (self.service_user, k)
+                                      for k in range(2, self.service_workers + 1)]
+
+    @staticmethod
+    def service_env_name(k: int) -> str:
+        return "service.env" if k == 1 else "service-%d.env" % k
 
     def tls_names(self) -> list[str]:
         names = [self.host] + [n for n in self.san if n != self.host]
@@ -167,7 +199,7 @@ def new_password() -> str:
 
 @dataclass
 class Owner:
-    """Who must be able to read the broker's own files (password file, ACL, key, data folder)."""
+    """Who must be able to read the broker's own files (dynamic-security file, key, data)."""
 
     uid: int = -1  # -1 leaves ownership as it is
     gid: int = -1
@@ -202,7 +234,7 @@ def make_dir(path: Path, mode: int, owner: Owner | None = None) -> None:
 
 
 def broker_owner(run_as_user: str) -> Owner:
-    """Mosquitto started as root drops to `user` before it reads the password file and the ACL."""
+    """Mosquitto started as root drops to `user` before its plugin reads the users and roles."""
     if os.geteuid() != 0 or run_as_user == "root":
         return Owner()
     import pwd
@@ -236,83 +268,109 @@ def unreachable_ancestor(path: Path, owner: Owner) -> Path | None:
     return None
 
 
-# --- password file ------------------------------------------------------------------------------
+# --- users and roles: the dynamic-security plugin's file ----------------------------------------
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """Mosquitto 2's `$7$` format: PBKDF2-HMAC-SHA512, base64 salt and 64-byte key."""
+def pbkdf2(password: str, salt: bytes) -> bytes:
+    return hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS, 64)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> dict[str, Any]:
+    """The plugin's fields (as `mosquitto_ctrl dynsec init` writes them): PBKDF2-HMAC-SHA512 with
+    a 12-byte salt, the 64-byte key and the salt in base64, and the iteration count."""
     salt = secrets.token_bytes(PBKDF2_SALT_BYTES) if salt is None else salt
-    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS, 64)
-    return "$7$%d$%s$%s" % (
-        PBKDF2_ITERATIONS,
-        base64.b64encode(salt).decode(),
-        base64.b64encode(key).decode(),
-    )
+    return {"password": base64.b64encode(pbkdf2(password, salt)).decode(),
+            "salt": base64.b64encode(salt).decode(), "iterations": PBKDF2_ITERATIONS}
 
 
-def find_mosquitto_passwd() -> str | None:
-    found = shutil.which("mosquitto_passwd")
-    if found:
-        return found
-    for candidate in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd"):
-        if os.access(candidate, os.X_OK):
-            return candidate
+def _hash_kept(password: str, old: dict[str, Any] | None) -> dict[str, Any]:
+    """The old entry's hash when it is still this password: a re-run that changes nothing
+    rewrites the same bytes."""
+    try:
+        if old and old.get("iterations") == PBKDF2_ITERATIONS:
+            salt = base64.b64decode(old["salt"], validate=True)
+            if hmac.compare_digest(base64.b64encode(pbkdf2(password, salt)).decode(),
+                                   str(old["password"])):
+                return {k: old[k] for k in ("password", "salt", "iterations")}
+    except (KeyError, TypeError, ValueError):
+        pass
+    return hash_password(password)
+
+
+def _acl(kind: str, topic: str) -> dict[str, Any]:
+    return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
+
+
+def service_acls() -> list[dict[str, Any]]:
+    """Every basket's update and availability in, every basket's status out. Shared subscriptions
+    are checked by the plugin as the whole filter (`$share/<group>/basket/+/update`), so they
+    need their own patterns; `$share/+/...` lets any group name through."""
+    acls = [_acl("publishClientSend", "basket/+/status")]
+    for topic in ("basket/+/update", "basket/+/availability"):
+        acls += [_acl("publishClientReceive", topic), _acl("subscribePattern", topic),
+                 _acl("subscribePattern", "$share/+/" + topic)]
+    return acls
+
+
+def basket_acls(n: int) -> list[dict[str, Any]]:
+    """Its own update and availability out, its own status in, and one subscription: exactly
+    `basket/<n>/status` (a literal: no wildcard, no `$share/`, no other basket)."""
+    return [_acl("publishClientSend", "basket/%d/update" % n),
+            _acl("publishClientSend", "basket/%d/availability" % n),
+            _acl("publishClientReceive", "basket/%d/status" % n),
+            _acl("subscribeLiteral", "basket/%d/status" % n)]
+
+
+def dynsec_doc(baskets: Iterable[int], settings: Settings, passwords: dict[str, str],
+               old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plugin's whole configuration. Anything no role allows is refused, anonymous clients
+    and `$SYS` included; only unsubscribing is always allowed."""
+    old_clients = {c.get("username"): c for c in (old or {}).get("clients", [])
+                   if isinstance(c, dict)}
+    clients: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = [{"rolename": "service",
+                                    "textName": "the backend: prices every basket",
+                                    "acls": service_acls()}]
+    for user in settings.service_users():
+        # Not bound to a client id: the CLI and the dashboard connect with random
+        # `basket-cli-<hex>` ids under the same login (docs/broker.md).
+        clients.append({"username": user, "textName": "backend service worker",
+                        "roles": [{"rolename": "service", "priority": 0}],
+                        **_hash_kept(passwords[user], old_clients.get(user))})
+    for n in baskets:
+        user = BASKET_USER % n
+        clients.append({"username": user, "textName": "basket %d" % n,
+                        "clientid": BASKET_CLIENT_ID % n,
+                        "roles": [{"rolename": user, "priority": 0}],
+                        **_hash_kept(passwords[user], old_clients.get(user))})
+        roles.append({"rolename": user, "acls": basket_acls(n)})
+    return {
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
+                             "subscribe": False, "unsubscribe": True},
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
+
+
+def load_dynsec(path: Path) -> dict[str, Any] | None:
+    """The previous run's file, for its salts; a missing or unreadable one is simply rebuilt."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def find_dynsec_plugin() -> str | None:
+    for pattern in DYNSEC_PLUGIN_GLOBS:
+        for found in sorted(glob.glob(pattern)):
+            if os.path.isfile(found):
+                return found
     return None
 
 
-def write_password_file(
-    path: Path, passwords: dict[str, str], owner: Owner, tool: str | None
-) -> str:
-    """Writes the hashed password file; returns how it was hashed. Never puts a password in argv."""
-    plain = "".join("%s:%s\n" % (user, pw) for user, pw in sorted(passwords.items()))
-    if tool is None:
-        hashed = "".join(
-            "%s:%s\n" % (user, hash_password(pw)) for user, pw in sorted(passwords.items())
-        )
-        write_file(path, hashed, 0o600, owner)
-        return "hashlib (PBKDF2-SHA512)"
-    # `-U` hashes a plain user:password file in place; the plain copy lives only in a 0600 file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".passwd.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(plain)
-        res = subprocess.run([tool, "-U", tmp], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise ProvisionError("%s -U failed: %s" % (tool, (res.stderr or res.stdout).strip()))
-        if "$7$" not in Path(tmp).read_text().splitlines()[0]:
-            raise ProvisionError("%s did not write PBKDF2-SHA512 ($7$) hashes" % tool)
-        owner.chown(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return tool + " -U"
-
-
-# --- ACL and config -----------------------------------------------------------------------------
-
-
-def acl_text(baskets: Iterable[int], service_user: str) -> str:
-    lines = [
-        "# Generated by tools/provision.py; re-run it instead of editing this file.",
-        "# A basket publishes only its own update and availability and reads only its own status;",
-        "# the service reads every update and availability and writes every status.",
-        "# Anyone not named here, anonymous clients included, gets nothing ($SYS too).",
-        "",
-        "user %s" % service_user,
-        "topic read basket/+/update",
-        "topic read basket/+/availability",
-        "topic write basket/+/status",
-    ]
-    for n in baskets:
-        lines += [
-            "",
-            "user " + BASKET_USER % n,
-            "topic write basket/%d/update" % n,
-            "topic write basket/%d/availability" % n,
-            "topic read basket/%d/status" % n,
-        ]
-    return "\n".join(lines) + "\n"
+# --- config ---------------------------------------------------------------------------------------
 
 
 def max_queued(settings: Settings, n_baskets: int) -> int:
@@ -325,13 +383,14 @@ def max_queued(settings: Settings, n_baskets: int) -> int:
     return max(100, 10 * n_baskets)
 
 
-def config_text(out: Path, settings: Settings, n_baskets: int) -> str:
+def config_text(out: Path, settings: Settings, n_baskets: int, plugin: str) -> str:
     bind = (" " + settings.bind) if settings.bind else ""
     lines = [
         "# Mosquitto 2 configuration generated by tools/provision.py on %s."
         % datetime.date.today().isoformat(),
         "# Start it as is:  mosquitto -c %s" % (out / "mosquitto.conf"),
-        "# Re-run the tool to change it; SIGHUP (systemctl reload) re-reads passwords and ACL.",
+        "# Re-run the tool to change it, then restart the broker: the dynamic-security plugin",
+        "# reads its users and roles only at start (SIGHUP does not reload them).",
         "",
         "# Started as root, Mosquitto drops to this user before it reads the files below.",
         "user %s" % settings.run_as_user,
@@ -351,8 +410,15 @@ def config_text(out: Path, settings: Settings, n_baskets: int) -> str:
         ]
     lines += [
         "allow_anonymous false",
-        "password_file %s" % (out / "passwd"),
-        "acl_file %s" % (out / "acl"),
+        "# Users, passwords, client ids and per-basket roles (docs/broker.md). A basket login",
+        "# connects only as basket-<n> and subscribes only to basket/<n>/status.",
+        "plugin %s" % plugin,
+        "plugin_opt_config_file %s" % (out / DYNSEC_NAME),
+        "",
+        "# Size limits (docs/broker.md): a bigger packet closes the sender's connection unread;",
+        "# a bigger payload is acknowledged and dropped.",
+        "max_packet_size %d" % MAX_PACKET_SIZE,
+        "message_size_limit %d" % MESSAGE_SIZE_LIMIT,
         "",
         "# Retained availability/updates and QoS 1 sessions survive a restart.",
         "persistence true",
@@ -481,10 +547,29 @@ def basket_settings(
     keys = client_settings(out, s, BASKET_USER % n, password, cafile)
     keys["MQTT_TOPIC"] = "basket/%d" % n
     keys["BASKET_ID"] = str(n)
+    keys["MQTT_CLIENT_ID"] = BASKET_CLIENT_ID % n  # the only id the broker accepts for it
     # Keep the documented order: connection, identity, then TLS.
     order = ["MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC", "BASKET_ID",
-             "MQTT_TLS", "MQTT_CAFILE"]  # fmt: skip
+             "MQTT_CLIENT_ID", "MQTT_TLS", "MQTT_CAFILE"]  # fmt: skip
     return {k: keys[k] for k in order if k in keys}
+
+
+def service_settings(
+    out: Path, s: Settings, k: int, user: str, password: str, cafile: str
+) -> dict[str, str]:
+    keys = client_settings(out, s, user, password, cafile)
+    keys["SERVICE_CLIENT_ID"] = SERVICE_CLIENT_ID % k  # one session per worker
+    return keys
+
+
+def _workers_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text)
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("--service-workers must be between 1 and 64")
+    return n
 
 
 def env_text(keys: dict[str, str], what: str) -> str:
@@ -498,9 +583,9 @@ def env_text(keys: dict[str, str], what: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="provision.py",
-        description="Generate a Mosquitto 2 broker config with one user per basket, an ACL, "
-        "and optional TLS. Re-running adds baskets and keeps existing passwords; options not "
-        "given are taken from the previous run.",
+        description="Generate a Mosquitto 2 broker config with one user, client id and role per "
+        "basket (the dynamic-security plugin), and optional TLS. Re-running adds baskets and "
+        "keeps existing passwords; options not given are taken from the previous run.",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="folder for everything generated (created if missing)")
@@ -519,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", metavar="ADDRESS",
                    help="listen on this address only (default: every interface)")
     p.add_argument("--service-user", type=_user_arg, help="backend user name (default service)")
+    p.add_argument("--service-workers", type=_workers_arg, metavar="N",
+                   help="backend logins (default 1): service.env, then service-2.env ... for "
+                   "<user>-2 ..., each with its own password and SERVICE_CLIENT_ID")
+    p.add_argument("--dynsec-plugin", metavar="PATH",
+                   help="the dynamic-security plugin (default: found on this machine, e.g. "
+                   + DYNSEC_PLUGIN_DEFAULT + ")")
     p.add_argument("--run-as-user", type=_user_arg, metavar="USER",
                    help="the `user` line of the config (default mosquitto); when this tool runs "
                    "as root it hands the broker's files to that user. 'root' is for development")
@@ -526,19 +617,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max_queued_messages (default max(100, 10 x baskets))")
     p.add_argument("--rotate", type=_basket_list_arg, metavar="LIST",
                    help="give these baskets new passwords")
-    p.add_argument("--rotate-service", action="store_true", help="give the service a new password")
+    p.add_argument("--rotate-service", action="store_true",
+                   help="give every service login a new password")
     p.add_argument("--board-cafile", default="ca.crt", metavar="PATH",
                    help="MQTT_CAFILE in the boards' .json files (default ca.crt, next to "
                    "config.json on the board)")
-    p.add_argument("--no-mosquitto-passwd", action="store_true",
-                   help="hash in Python even when mosquitto_passwd is installed")
+    # Before the dynamic-security plugin the tool could hash with mosquitto_passwd; it always
+    # hashes in Python now. Accepted so that old scripts keep working.
+    p.add_argument("--no-mosquitto-passwd", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
 def resolve_settings(args: argparse.Namespace, old: Settings | None) -> Settings:
     s = Settings(**asdict(old)) if old else Settings()
     for name in ("port", "tls", "tls_port", "tls_only", "host", "bind", "service_user",
-                 "run_as_user", "san", "max_queued"):  # fmt: skip
+                 "service_workers", "run_as_user", "san", "max_queued",
+                 "dynsec_plugin"):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
             setattr(s, name, value)
@@ -574,13 +668,22 @@ def run(argv: Sequence[str] | None = None) -> int:
         parser.error("--rotate: no such basket(s): %s" % ",".join(map(str, sorted(unknown))))
 
     users = {BASKET_USER % n: n in rotate for n in state.baskets}
-    users[s.service_user] = args.rotate_service
+    for user in s.service_users():
+        if user in users:
+            parser.error("service login %r clashes with a basket login" % user)
+        users[user] = args.rotate_service
     passwords = {}
     for user, rotate_it in users.items():
         old_pw = state.passwords.get(user)
         passwords[user] = new_password() if rotate_it or not old_pw else old_pw
     state.passwords = passwords
 
+    plugin = s.dynsec_plugin or find_dynsec_plugin()
+    if plugin is None:
+        plugin = DYNSEC_PLUGIN_DEFAULT
+        print("provision: warning: %s is not installed here; the config names %s (install "
+              "mosquitto, or pass --dynsec-plugin with its path on the broker's machine)"
+              % (DYNSEC_PLUGIN, plugin), file=sys.stderr)  # fmt: skip
     owner = broker_owner(s.run_as_user)
     if not out.exists():
         make_dir(out, 0o755)
@@ -593,17 +696,24 @@ def run(argv: Sequence[str] | None = None) -> int:
     # Passwords first: whatever fails later, a re-run finds the same ones.
     write_file(state_path, state.dump(), 0o600)
 
-    tool = None if args.no_mosquitto_passwd else find_mosquitto_passwd()
-    hashed_by = write_password_file(out / "passwd", passwords, owner, tool)
-    write_file(out / "acl", acl_text(state.baskets, s.service_user), 0o600, owner)
-    make_dir(out / "data", 0o700, owner)
+    dynsec_path = out / DYNSEC_NAME
+    old_dynsec = load_dynsec(dynsec_path)
+    dynsec = json.dumps(dynsec_doc(state.baskets, s, passwords, old_dynsec), indent=2) + "\n"
+    old_text = dynsec_path.read_text() if old_dynsec is not None else None
+    write_file(dynsec_path, dynsec, 0o600, owner)
     notes: list[str] = []
+    for legacy in ("passwd", "acl"):  # an older run's password file and ACL: no longer read
+        if (out / legacy).exists():
+            (out / legacy).unlink()
+            notes.append("removed the old %s (users and roles are in %s now)" % (legacy,
+                                                                                  DYNSEC_NAME))
+    make_dir(out / "data", 0o700, owner)
     if s.tls:
         names = s.tls_names()
         notes += make_tls(out, names, owner, renew_server=names != state.server_cert_names)
         state.server_cert_names = names
         write_file(state_path, state.dump(), 0o600)
-    write_file(out / "mosquitto.conf", config_text(out, s, len(state.baskets)), 0o644)
+    write_file(out / "mosquitto.conf", config_text(out, s, len(state.baskets), plugin), 0o644)
 
     make_dir(out / "baskets", 0o700)
     cafile = str(out / "ca.crt")
@@ -614,28 +724,40 @@ def run(argv: Sequence[str] | None = None) -> int:
             keys["MQTT_CAFILE"] = args.board_cafile
         write_file(out / "baskets" / ("%d.json" % n),
                    json.dumps(keys, indent=2) + "\n", 0o600)  # fmt: skip
-    service = client_settings(out, s, s.service_user, passwords[s.service_user], cafile)
-    write_file(out / "service.env", env_text(service, "backend service"), 0o600)
+    for k, user in enumerate(s.service_users(), 1):
+        keys = service_settings(out, s, k, user, passwords[user], cafile)
+        what = "backend service" + ("" if k == 1 else " worker %d" % k)
+        write_file(out / s.service_env_name(k), env_text(keys, what), 0o600)
+    # Workers dropped by a smaller --service-workers lose their file (their login is gone).
+    for stale in sorted(out.glob("service-*.env")):
+        m = re.fullmatch(r"service-([0-9]+)\.env", stale.name)
+        if m and int(m.group(1)) > s.service_workers:
+            stale.unlink()
+            notes.append("removed %s (fewer --service-workers)" % stale.name)
 
-    rotated = sorted(rotate) + ([s.service_user] if args.rotate_service else [])
-    print("provision: %d baskets in %s (%d new%s); passwords hashed with %s" % (
+    rotated = sorted(rotate) + (s.service_users() if args.rotate_service else [])
+    print("provision: %d baskets in %s (%d new%s)" % (
         len(state.baskets), out, len(new),
-        (", new passwords for %s" % ",".join(map(str, rotated))) if rotated else "",
-        hashed_by))  # fmt: skip
+        (", new passwords for %s" % ",".join(map(str, rotated))) if rotated else ""))  # fmt: skip
     for note in notes:
         print("provision: " + note)
     print("  broker config   %s   (start: mosquitto -c %s)" % (out / "mosquitto.conf",
                                                             out / "mosquitto.conf"))  # fmt: skip
-    print("  users, ACL      %s, %s" % (out / "passwd", out / "acl"))
+    print("  users, roles    %s   (dynamic-security plugin %s)" % (dynsec_path, plugin))
     print("  basket files    %s/<n>.env and <n>.json   (secret, 0600)" % (out / "baskets"))
-    print("  service file    %s   (secret, 0600)" % (out / "service.env"))
+    print("  service file%s  %s   (secret, 0600)" % (
+        "s" if s.service_workers > 1 else " ",
+        ", ".join(str(out / s.service_env_name(k))
+                  for k in range(1, min(s.service_workers, 2) + 1))
+        + (" ..." if s.service_workers > 2 else "")))  # fmt: skip
     print("  all passwords   %s   (secret, 0600; keep it to add baskets later)" % state_path)
     if s.tls:
         print("  CA for clients  %s" % cafile)
     if owner.uid >= 0:
         print("  broker files handed to user %r (the config's `user`)" % owner.name)
-    if rotated:
-        print("  reload a running broker to apply: systemctl reload mosquitto (or kill -HUP)")
+    if old_text is not None and old_text != dynsec:
+        print("  users or passwords changed: restart a running broker to apply them "
+              "(systemctl restart mosquitto); the plugin reads its file only at start")
     return 0
 
 

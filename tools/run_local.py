@@ -3,7 +3,9 @@
 backend service on SQLite with the sample catalogue, and basket 1 reading items from this
 terminal. Ctrl-C (or end of input and Ctrl-C) stops all three.
 
-Everything lives under .run/ (credentials, database, logs, the basket's state file)."""
+Everything lives under .run/ (credentials, database, logs, the basket's state file), readable
+by this user only: 0700 folders, 0600 files. No printed hint carries a password: the commands
+read it from a file (.run/service.sh, or mosquitto_pub's options file in .run/mqtt/)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -54,6 +57,38 @@ def _shown(path: Path) -> Path:
     return path.relative_to(ROOT) if ROOT in path.parents else path
 
 
+def private_run_dir(run: Path) -> None:
+    """`run` and everything in it this user owns: folders 0700, files without group/other bits
+    (a .run/ from before the umask, or one made by an older version, is tightened too)."""
+    run.mkdir(mode=0o700, exist_ok=True)
+    uid = os.getuid()
+    for top, _dirs, files in os.walk(run):
+        for name in [top] + [os.path.join(top, f) for f in files]:
+            try:
+                st = os.lstat(name)
+                if st.st_uid != uid or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                    continue  # another user's file, a symlink (the RFID pty), a socket
+                os.chmod(name, 0o700 if stat.S_ISDIR(st.st_mode) else st.st_mode & 0o700)
+            except OSError:
+                pass
+
+
+def write_mqtt_options(where: Path, env: dict[str, str]) -> None:
+    """mosquitto_pub/_sub read default options from $XDG_CONFIG_HOME/mosquitto_pub (..._sub): the
+    service login goes there (0600), so a hint's command line holds no password."""
+    where.mkdir(mode=0o700, exist_ok=True)
+    lines = ["-h %s" % env.get("MQTT_HOST", "127.0.0.1"), "-p %s" % env["MQTT_PORT"],
+             "-u %s" % env["MQTT_USER"], "-P %s" % env["MQTT_PASSWORD"]]
+    if env.get("MQTT_CAFILE"):
+        lines.append("--cafile %s" % env["MQTT_CAFILE"])
+    for tool in ("mosquitto_pub", "mosquitto_sub"):
+        path = where / tool
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(path, 0o600)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -76,8 +111,13 @@ def main() -> int:
     if listening(args.http):
         sys.exit("run: port %d for the dashboard is taken; pick another: make run "
                  "DASHBOARD_PORT=18080" % args.http)
-    RUN.mkdir(exist_ok=True)
+    # The receipts database, logs, state file and credentials are this user's alone; the
+    # children (broker, backend, basket) inherit the umask for what they create.
+    os.umask(0o077)
+    RUN.mkdir(mode=0o700, exist_ok=True)
     broker = dev_broker.ensure(port=args.port, out=RUN / "broker")
+    write_mqtt_options(RUN / "mqtt", read_env(broker.service_env))
+    private_run_dir(RUN)
     procs: list[subprocess.Popen[bytes]] = []
 
     def stop_all() -> None:
@@ -124,9 +164,7 @@ def main() -> int:
                 time.sleep(0.05)
             basket_env.update(ITEM_SOURCE="rfid:%s" % link, RFID_REGION="keep")
         print((RFID_INSTRUCTIONS if args.rfid else INSTRUCTIONS) % {
-            "port": args.port, "svc": broker.service_env, "run": _shown(RUN),
-            "http": args.http},
-            flush=True)
+            "port": args.port, "run": _shown(RUN), "http": args.http}, flush=True)
         basket = subprocess.Popen([PY, "-m", "mqtt_controller"], cwd=ROOT, env=basket_env,
                                   stdin=subprocess.DEVNULL if args.rfid else None)
         try:
@@ -152,22 +190,24 @@ INSTRUCTIONS = """
  Store dashboard (every basket live, start / end / checkout buttons, receipts):
       http://127.0.0.1:%(http)d/
 
+ The commands below read the service login from files in %(run)s/ (0600); none puts a
+ password on the command line. `. %(run)s/service.sh` loads it into this shell's environment.
+
  1. In another terminal, start a shopping session for basket 1:
       . %(run)s/service.sh && .venv/bin/python -m basket_service start 1
     (or with the raw MQTT command, as the backend would send it:
-      mosquitto_pub -p %(port)d -u service -P "$(sed -n 's/^MQTT_PASSWORD=//p' %(svc)s)" \\
-        -q 1 -t basket/1/status -m start )
+      XDG_CONFIG_HOME=%(run)s/mqtt mosquitto_pub -q 1 -t basket/1/status -m start )
  2. Here, type product codes and Enter: MLON  BLUE  APPL  (-MLON removes one, MLON=3 sets 3).
     The backend prices each update and the basket shows TOTAL ... KRW.
  3. Send a total or end by hand:
-      mosquitto_pub -p %(port)d -u service -P "$(sed -n 's/^MQTT_PASSWORD=//p' %(svc)s)" \\
-        -q 1 -t basket/1/status -m '{"msg":"total","payload":{"basketid":1,"totalprice":15000}}'
-      mosquitto_pub ... -t basket/1/status -m end
+      XDG_CONFIG_HOME=%(run)s/mqtt mosquitto_pub -q 1 -t basket/1/status \\
+        -m '{"msg":"total","payload":{"basketid":1,"totalprice":15000}}'
+      XDG_CONFIG_HOME=%(run)s/mqtt mosquitto_pub -q 1 -t basket/1/status -m end
     or check out (receipt) / list carts:
       . %(run)s/service.sh && .venv/bin/python -m basket_service checkout 1
       .venv/bin/python -m basket_service receipts
- 4. Watch everything:  mosquitto_sub -p %(port)d -u service \\
-        -P "$(sed -n 's/^MQTT_PASSWORD=//p' %(svc)s)" -v -t 'basket/#'
+ 4. Watch the baskets' carts and availability:
+      XDG_CONFIG_HOME=%(run)s/mqtt mosquitto_sub -v -t 'basket/+/update' -t 'basket/+/availability'
  Ctrl-C stops the basket, the backend and the broker.
 ================================================================================================
 """

@@ -32,8 +32,8 @@ elif mode == "imports":  # the same modules, nothing connected: the code's share
 elif mode == "umqtt":
     from umqtt.simple import MQTTClient
 
-    held = MQTTClient("umqtt-heap", env("MQTT_HOST"), int(env("MQTT_PORT")), env("MQTT_USER"),
-                      env("MQTT_PASSWORD"), keepalive=60)
+    held = MQTTClient(env("MQTT_CLIENT_ID") or "umqtt-heap", env("MQTT_HOST"),
+                      int(env("MQTT_PORT")), env("MQTT_USER"), env("MQTT_PASSWORD"), keepalive=60)
     held.connect()
 else:
     held = None

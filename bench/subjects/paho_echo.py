@@ -9,7 +9,9 @@ import paho.mqtt.client as mqtt
 
 topic = os.environ["MQTT_TOPIC"]
 payload = os.environ["ECHO_PAYLOAD"].encode()
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="echo-" + topic.replace("/", "-"))
+# The provisioned broker binds basket<n>'s login to the client id basket-<n> (MQTT_CLIENT_ID).
+client_id = os.environ.get("MQTT_CLIENT_ID") or "echo-" + topic.replace("/", "-")
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
 c.username_pw_set(os.environ["MQTT_USER"], os.environ["MQTT_PASSWORD"])
 c.will_set(topic + "/availability", b"offline", qos=1, retain=True)
 

@@ -10,9 +10,10 @@ from umqtt.simple import MQTTClient  # noqa: E402
 
 topic = os.getenv("MQTT_TOPIC")
 payload = os.getenv("ECHO_PAYLOAD").encode()
-c = MQTTClient("echo-" + topic.replace("/", "-"), os.getenv("MQTT_HOST"),
-               int(os.getenv("MQTT_PORT")), os.getenv("MQTT_USER"), os.getenv("MQTT_PASSWORD"),
-               keepalive=60)
+# The provisioned broker binds basket<n>'s login to the client id basket-<n> (MQTT_CLIENT_ID).
+client_id = os.getenv("MQTT_CLIENT_ID") or "echo-" + topic.replace("/", "-")
+c = MQTTClient(client_id, os.getenv("MQTT_HOST"), int(os.getenv("MQTT_PORT")),
+               os.getenv("MQTT_USER"), os.getenv("MQTT_PASSWORD"), keepalive=60)
 c.set_last_will(topic + "/availability", b"offline", True, 1)
 c.connect()
 if os.getenv("UMQTT_NODELAY") == "1":

@@ -39,7 +39,8 @@ def test_session_over_tls(interp: str, tls_broker: ProvisionedDir) -> None:
     svc = tls_broker.env()
     peer = Peer(tls_broker.port, svc["MQTT_USER"], svc["MQTT_PASSWORD"])  # plain, on loopback
     peer.subscribe("basket/1/update")
-    c = Controller(interp, 0, **basket_env(tls_broker, MQTT_CLIENT_ID="tls-" + interp))
+    # basket1's own client id (basket-1, in its .env): the broker refuses any other.
+    c = Controller(interp, 0, **basket_env(tls_broker))
     try:
         c.start()
         assert "(TLS)" in c.output()

@@ -66,9 +66,11 @@ class ProvisionedDir:
     def conf(self) -> Path:
         return self.dir / "mosquitto.conf"
 
-    def env(self, basket: int | None = None) -> dict[str, str]:
+    def env(self, basket: int | None = None, worker: int = 1) -> dict[str, str]:
+        """A basket's .env file, or (basket None) service worker `worker`'s."""
         if basket is None:
-            return read_env(self.dir / "service.env")
+            return read_env(self.dir / ("service.env" if worker == 1 else
+                                        "service-%d.env" % worker))
         return read_env(self.dir / "baskets" / ("%d.env" % basket))
 
     def password(self, basket: int | None = None) -> str:
@@ -93,8 +95,15 @@ class ProvisionedDir:
                         raise RuntimeError("mosquitto did not start:\n" + self.log())
         return self
 
+    def restart(self) -> None:
+        """Stop (Mosquitto saves its sessions and retained messages) and start again: the way to
+        apply a re-run of provision.py, since the dynamic-security plugin reads its file only
+        at start."""
+        self.stop()
+        self.start()
+
     def reload(self) -> None:
-        """SIGHUP: Mosquitto re-reads the password file and the ACL."""
+        """SIGHUP: Mosquitto re-reads its config (not the dynamic-security plugin's file)."""
         assert self.proc is not None
         mark = self.log().count("Reloading config")
         self.proc.send_signal(1)
@@ -128,10 +137,19 @@ class Client:
 
     def __init__(self, port: int, user: str | None, password: str | None,
                  cafile: str | Path | None = None, host: str = "127.0.0.1",
-                 will: tuple[str, bytes] | None = None) -> None:
+                 will: tuple[str, bytes] | None = None, client_id: str | None = None,
+                 clean: bool = True) -> None:
+        """`client_id` None: `basket-<n>` for a `basket<n>` login (the only id the provisioned
+        broker accepts for it), else a random one."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if client_id is None:
+            n = user[6:] if user and user.startswith("basket") else ""
+            client_id = "basket-" + n if n.isdigit() else ""
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             clean_session=clean if client_id else True)
+        self.disconnected = threading.Event()
+        self.c.on_disconnect = lambda *a: self.disconnected.set()
         if user is not None:
             self.c.username_pw_set(user, password)
         if cafile is not None:
@@ -178,8 +196,9 @@ class Client:
             raise TimeoutError("no SUBACK for %s" % (topics,))
         return codes
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        info = self.c.publish(topic, payload, qos=1, retain=retain)
+    def publish(self, topic: str, payload: bytes | str, retain: bool = False,
+                qos: int = 1) -> None:
+        info = self.c.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(5)
         if not info.is_published():
             raise TimeoutError("no PUBACK on %s" % topic)
