@@ -5,6 +5,7 @@ in repr() or logs."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     client_id: str = ""
     db_sync: str = "normal"  # SQLite's synchronous pragma: normal | full
+    baskets: Baskets | None = None  # BASKETS: the store's baskets; None = the ones the db knows
 
     @property
     def backend(self) -> str:
@@ -36,6 +38,44 @@ class Settings:
         if self.database_url:
             return "postgresql " + redact_url(self.database_url)
         return "sqlite %s" % self.db_path
+
+
+@dataclass(frozen=True)
+class Baskets:
+    """The store's baskets as sorted, non-overlapping ranges (BASKETS=1-200 or 1-10,20)."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __contains__(self, n: object) -> bool:
+        return isinstance(n, int) and any(lo <= n <= hi for lo, hi in self.ranges)
+
+    def __str__(self) -> str:
+        return ",".join(str(lo) if lo == hi else "%d-%d" % (lo, hi) for lo, hi in self.ranges)
+
+
+BASKET_MAX = 999_999_999  # the contract's largest basket number
+
+
+def parse_baskets(raw: str) -> Baskets:
+    """'1-10, 20' -> Baskets(((1, 10), (20, 20))); anything else is a ConfigError."""
+    bad = ConfigError("BASKETS must list basket numbers 1-%d and ranges, like 1-200 or "
+                      "1-10,20; got %r" % (BASKET_MAX, raw[:40]))
+    ranges = []
+    for part in raw.split(","):
+        m = re.fullmatch(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?", part)
+        if not m:
+            raise bad
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 1 <= lo <= hi:
+            raise bad
+        ranges.append((lo, hi))
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return Baskets(tuple(merged))
 
 
 def redact_url(url: str) -> str:
@@ -87,6 +127,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     client_id = env.get("SERVICE_CLIENT_ID", "").strip()
     if len(client_id) > 64:
         raise ConfigError("SERVICE_CLIENT_ID is longer than 64 characters")
+    baskets = env.get("BASKETS", "").strip()
     return Settings(
         mqtt_host=host,
         mqtt_port=_port(env),
@@ -96,5 +137,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         db_path=db_path,
         database_url=url,
         db_sync=sync,
+        baskets=parse_baskets(baskets) if baskets else None,
         client_id=client_id or "basket-service-%s" % socket.gethostname()[:40],
     )

@@ -6,6 +6,7 @@ does); the browser never sees broker or database settings."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -14,29 +15,32 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+import h11
 import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from basket_service import sessions, store
 from basket_service.config import ConfigError, Settings
-from basket_service.db import Database, DatabaseError
+from basket_service.db import DB_ERRORS, Database
 from basket_service.mqttlink import LinkError
 
 log = logging.getLogger("basket_service.web")
@@ -48,6 +52,10 @@ COOKIE = "basket_dashboard"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 PING_SECONDS = 15.0
 QUEUE_LIMIT = 200  # events waiting for one slow browser; past that it is cut off and reconnects
+HEADER_TIMEOUT = 10.0  # seconds a client has to send a whole request (head and body)
+MAX_CONNECTIONS = 64  # open connections at once; one more is answered 503 and closed
+MAX_FEEDS = 16  # live feeds (/api/events) at once, each holding a connection; more get 503
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)  # ?day= outside: 400
 
 
 # --- access ---------------------------------------------------------------------------------
@@ -127,7 +135,7 @@ class Guard:
             if given is not None and scope["method"] == "GET" and hmac.compare_digest(
                     given.encode(), self.token.encode()):
                 # Swap the token in the address for a cookie, so it leaves the address bar.
-                target = scope["path"] + ("?" + urlencode(query) if query else "")
+                target = same_site_path(scope["path"]) + ("?" + urlencode(query) if query else "")
                 resp = RedirectResponse(target, 303)
                 resp.set_cookie(COOKIE, self.cookie, httponly=True, samesite="strict")
                 await resp(scope, receive, send)
@@ -149,6 +157,13 @@ class Guard:
         return False
 
 
+def same_site_path(path: str) -> str:
+    """Where a token login goes back to: always a path on this site. `//evil.example/`,
+    `/\\evil.example` and `%2F%2Fevil` (decoded: `//evil`) would each make the browser leave,
+    so leading slashes and backslashes fold into one and the rest is percent-encoded."""
+    return "/" + quote(path.lstrip("/\\"), safe="/!$&'()*+,;=:@-._~")
+
+
 def _refuse(scope: Scope, status: int, detail: str) -> Response:
     if scope["path"].startswith("/api/"):
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -157,21 +172,79 @@ def _refuse(scope: Scope, status: int, detail: str) -> Response:
     return PlainTextResponse(detail + hint, status)
 
 
+# --- response headers -----------------------------------------------------------------------
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cross-origin-resource-policy", b"same-origin")]
+NO_STORE_PATHS = ("/api/", "/openapi.json")
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def secure_headers(path: str, status: int,
+                   headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Every response: no framing (X-Frame-Options, CSP frame-ancestors), scripts and styles
+    only from the dashboard itself, no MIME sniffing, no Referer; API answers, errors and
+    redirects are never stored. A route's own CSP (the /docs page) is kept."""
+    no_store = path.startswith(NO_STORE_PATHS) or status >= 400 or status in REDIRECTS
+    names = {k.lower() for k, _ in headers}
+    out = [(k, v) for k, v in headers if not (no_store and k.lower() == b"cache-control")]
+    if b"content-security-policy" not in names:
+        out.append((b"content-security-policy", CSP.encode()))
+    if no_store or b"cache-control" not in names:
+        out.append((b"cache-control", b"no-store" if no_store else b"no-cache"))
+    return out + [h for h in SECURITY_HEADERS if h[0] not in names]
+
+
+class DashboardApp(FastAPI):
+    """FastAPI with the security headers put on every response, including the 500s that
+    Starlette's outermost middleware writes, and a bound on the live feeds held open."""
+
+    live_feeds = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        path = scope["path"]
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": secure_headers(
+                    path, message["status"], list(message.get("headers", [])))}
+            await send(message)
+
+        if path != "/api/events":
+            await super().__call__(scope, receive, send_secured)
+        elif self.live_feeds >= MAX_FEEDS:
+            await JSONResponse({"detail": "too many live feeds open (%d); close a dashboard "
+                                "tab" % MAX_FEEDS}, 503)(scope, receive, send_secured)
+        else:
+            self.live_feeds += 1
+            try:
+                await super().__call__(scope, receive, send_secured)
+            finally:
+                self.live_feeds -= 1
+
+
+def docs_page(openapi_url: str, title: str) -> HTMLResponse:
+    """FastAPI's Swagger UI page (scripts from cdn.jsdelivr.net, as FastAPI serves it) with a
+    CSP that allows that CDN and exactly its one inline script, by hash."""
+    page = get_swagger_ui_html(openapi_url=openapi_url, title=title)
+    body = bytes(page.body)
+    inline = body.split(b"<script>", 1)[1].split(b"</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(inline).digest()).decode()
+    cdn = "https://cdn.jsdelivr.net"
+    csp = ("default-src 'self'; script-src %s 'sha256-%s'; style-src %s 'unsafe-inline'; "
+           "img-src 'self' data: "
+           "https://fastapi.tiangolo.com; object-src 'none'; base-uri 'none'; "
+           "form-action 'self'; frame-ancestors 'none'" % (cdn, digest, cdn))
+    return HTMLResponse(body, headers={"Content-Security-Policy": csp})
+
+
 # --- database access ------------------------------------------------------------------------
-def _db_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [DatabaseError, sqlite3.Error]
-    try:
-        import psycopg
-
-        errors.append(psycopg.Error)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-DB_ERRORS = _db_errors()
-
-
 class Reader:
     """The dashboard's own connection for reads, used by one thread at a time; after an error
     it is dropped and the next read connects again."""
@@ -410,10 +483,30 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorOut, "description": "the database could not be reached"},
 }
 
-DayParam = Annotated[date | None, Query(description="YYYY-MM-DD, the server's local day; "
-                                                  "default today")]
+DayParam = Annotated[str | None, Query(description="YYYY-MM-DD (1970-01-01 to 9998-12-31), "
+                                                 "the server's local day; default today")]
 LimitParam = Annotated[int, Query(ge=1, le=5000)]
 BasketNo = Annotated[int, PathParam(ge=1, le=999_999_999, description="basket number")]
+
+
+class BadRequest(ValueError):
+    """A query parameter the API refuses with 400 and this message."""
+
+
+def parse_day(text: str | None) -> date:
+    """?day=: empty or absent is today (the server's local day); anything but a YYYY-MM-DD
+    date from FIRST_DAY to LAST_DAY is a BadRequest (the end of the day must still be a date,
+    and no receipt is older than 1970)."""
+    if not text:
+        return datetime.now().astimezone().date()
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise BadRequest("day must be a date YYYY-MM-DD from %s to %s, got %r"
+                         % (FIRST_DAY, LAST_DAY, text[:40]))
+    return day
 
 
 def day_bounds(day: date) -> tuple[str, str]:
@@ -437,19 +530,26 @@ def create_app(settings: Settings, *, token: str | None = None,
         hub.close()
         await asyncio.to_thread(reader.close)
 
-    app = FastAPI(title="Smart basket dashboard", version="1",
-                  description="Every basket live, session operations and receipts. "
-                              "See docs/service.md.", lifespan=lifespan)
+    app = DashboardApp(title="Smart basket dashboard", version="1",
+                       description="Every basket live, session operations and receipts. "
+                                   "See docs/service.md.", lifespan=lifespan,
+                       docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.state.reader = reader
 
-    @app.exception_handler(DatabaseError)
-    @app.exception_handler(sqlite3.Error)
     async def db_down(request: Request, e: Exception) -> JSONResponse:
         return JSONResponse({"detail": "database unavailable: %s" % _short(e)}, 503)
 
-    for extra in DB_ERRORS[2:]:
-        app.add_exception_handler(extra, db_down)  # type: ignore[arg-type]
+    for error in DB_ERRORS:
+        app.add_exception_handler(error, db_down)  # type: ignore[arg-type]
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, e: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, 400)
+
+    @app.exception_handler(sessions.UnknownBasket)
+    async def unknown_basket(request: Request, e: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, 404)
 
     @app.exception_handler(store.SessionError)
     async def conflict(request: Request, e: Exception) -> JSONResponse:
@@ -481,6 +581,10 @@ def create_app(settings: Settings, *, token: str | None = None,
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return docs_page("/openapi.json", app.title + " - API")
+
     # --- reads
     @app.get("/api/baskets", response_model=list[BasketOut], tags=["baskets"],
              responses={503: ERRORS[503]})
@@ -497,18 +601,18 @@ def create_app(settings: Settings, *, token: str | None = None,
         return JSONResponse({"detail": "basket %d is not known yet" % basket}, 404)
 
     @app.get("/api/receipts", response_model=DayOut, tags=["receipts"],
-             responses={503: ERRORS[503]})
+             responses={400: {"model": ErrorOut}, 503: ERRORS[503]})
     def day_receipts(day: DayParam = None, limit: LimitParam = 500) -> dict[str, object]:
         """One day's receipts (newest first), how many, and their sum."""
-        day = day or datetime.now().astimezone().date()
-        since, until = day_bounds(day)
+        when = parse_day(day)
+        since, until = day_bounds(when)
 
         def read(db: Database) -> tuple[list[dict[str, object]], tuple[int, int]]:
             return (store.receipts(db, limit, since, until),
                     store.receipt_totals(db, since, until))
 
         rows, (count, total) = reader.run(read)
-        return {"day": day, "since": since, "until": until, "count": count, "total": total,
+        return {"day": when, "since": since, "until": until, "count": count, "total": total,
                 "receipts": rows}
 
     @app.get("/api/events", tags=["live"], response_class=StreamingResponse,
@@ -532,9 +636,10 @@ def create_app(settings: Settings, *, token: str | None = None,
         return result
 
     @app.post("/api/baskets/{basket}/start", response_model=SessionOut, tags=["sessions"],
-              responses=ERRORS)
+              responses={**ERRORS, 404: {"model": ErrorOut,
+                                         "description": "not one of the store's baskets"}})
     def start(basket: BasketNo) -> dict[str, object]:
-        """Starts a session on a free basket and sends it `start`."""
+        """Starts a session on a free basket of the store and sends it `start`."""
         sid = _operate(settings, lambda db: sessions.start(settings, db, basket))
         return done({"basket": basket, "session": sid, "state": "shopping"})
 
@@ -572,6 +677,74 @@ def listen(access: Access) -> socket.socket:
     return sock
 
 
+def raw_response(status: int, reason: str, text: str) -> bytes:
+    """A whole HTTP/1.1 answer, for the connection layer below the app; it closes."""
+    body = text.encode()
+    head = [b"HTTP/1.1 %d %s" % (status, reason.encode()),
+            b"content-type: text/plain; charset=utf-8",
+            b"content-length: %d" % len(body), b"connection: close"]
+    head += [k + b": " + v for k, v in secure_headers("/", status, [])]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+class SlowClientGuard(H11Protocol):
+    """uvicorn's HTTP/1.1 connection with two bounds it lacks: a client gets `header_timeout`
+    seconds to send a whole request (on a new connection and again after every answer), or
+    the connection is closed; and past `max_connections` open connections a new one is
+    answered 503 and closed at once. So slow or idle clients cannot pile up sockets."""
+
+    header_timeout = HEADER_TIMEOUT
+    max_connections = MAX_CONNECTIONS
+    refused = 0  # connections answered 503 since the start
+    _warned = -1e9
+    _timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._refused()
+            transport.write(raw_response(503, "Service Unavailable",
+                                         "too many connections, try again"))
+            transport.close()
+            return
+        self._arm()
+
+    @classmethod
+    def _refused(cls) -> None:
+        """Counts refused connections and logs them at most every 10 s."""
+        cls.refused += 1
+        now = time.monotonic()
+        if now - cls._warned >= 10.0:
+            cls._warned = now
+            log.warning("dashboard: more than %d connections open; refused %d so far",
+                        cls.max_connections, cls.refused)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(self.header_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        # IDLE: (part of) a request head; SEND_BODY: a body still coming. Once the request is
+        # in, the answer may take as long as it takes (the live feed is one long answer).
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(raw_response(400, "Bad Request", msg))
+        self.transport.close()
+
+
 class DashboardError(RuntimeError):
     """The dashboard cannot run (e.g. its port is taken); the message is safe to show."""
 
@@ -590,7 +763,7 @@ class Dashboard:
         # uvicorn's own start/stop chatter only with LOG_LEVEL=DEBUG; its errors always.
         quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=2,
+                                http=SlowClientGuard, ws="none", timeout_graceful_shutdown=2,
                                 log_level=logging.WARNING if quiet else logging.DEBUG)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)

@@ -4,11 +4,14 @@ Playwright; nothing downloads a browser) against a real Mosquitto, the real serv
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +61,9 @@ def browser_page(tmp_path: Path) -> Iterator[object]:
         page = ctx.new_page()
         page.js_errors = []  # type: ignore[attr-defined]
         page.on("pageerror", lambda e: page.js_errors.append(str(e)))  # type: ignore[attr-defined]
+        # Anything the dashboard's Content-Security-Policy blocked shows on the console.
+        page.on("console", lambda m: "Content Security Policy" in m.text  # type: ignore[attr-defined]
+                and page.js_errors.append(m.text))
         try:
             yield page
         finally:
@@ -100,6 +106,33 @@ class Controller:
                 self.proc.kill()
         os.close(self.writer)
         self.logf.close()
+
+
+@contextlib.contextmanager
+def other_site(html: str) -> Iterator[str]:
+    """A page on another origin (http://localhost:<another port>/ next to the dashboard's
+    http://127.0.0.1:<port>/), served by a plain HTTP server in a thread."""
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://localhost:%d/" % srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_dashboard_in_chromium(broker, sqlite_db, services, browser_page, tmp_path):
@@ -208,6 +241,16 @@ def test_dashboard_in_chromium(broker, sqlite_db, services, browser_page, tmp_pa
 
     assert page.js_errors == []  # type: ignore[attr-defined]
     assert "basket1-pw" not in page.content() and "service-pw" not in page.content()
+
+    # Another origin cannot frame it (one click in a framed page could start a basket):
+    # the browser refuses to render the dashboard inside the frame.
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text))
+    with other_site('<iframe id="f" src="%s" width="800" height="600"></iframe>' % url) as evil:
+        page.goto(evil)
+        page.wait_for_timeout(1500)
+        assert page.frame_locator("#f").locator("#board").count() == 0
+    assert any("frame-ancestors 'none'" in m for m in blocked), blocked
     (OUT / "dashboard-latency.txt").write_text("".join(
         "%s: %.0f ms from the FIFO write to the page\n" % (k, v * 1000)
         for k, v in latencies.items()))

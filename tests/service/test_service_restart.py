@@ -13,7 +13,7 @@ def history(env):
 
 
 def test_service_restart_mid_session(broker, any_db, baskets, services):
-    env = service_env(broker.port, any_db)
+    env = service_env(broker.port, any_db, BASKETS="1-2")  # `start 1` before it is seen
     svc = services(env).start()
     b1 = baskets(1)
     b2 = baskets(2)
