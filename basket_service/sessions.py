@@ -22,9 +22,30 @@ def notify(settings: Settings, basket: int, payload: bytes) -> None:
     publish_once(settings, [(contract.status_topic(basket), payload)])
 
 
+class UnknownBasket(store.SessionError):
+    """The number is not one of the store's baskets (BASKETS, or else the database's)."""
+
+
+def check_basket(settings: Settings, db: Database, basket: int) -> None:
+    """The store's baskets: BASKETS when set, else those the database has heard of (a row in
+    `baskets`: the basket came online, sent an update or had a session). UnknownBasket if not."""
+    if settings.baskets is not None:
+        if basket not in settings.baskets:
+            raise UnknownBasket("basket %d is not one of this store's baskets (BASKETS=%s)"
+                                % (basket, settings.baskets))
+        return
+    with db.read() as t:
+        known = t.one("SELECT id FROM baskets WHERE id = ?", (basket,)) is not None
+    if not known:
+        raise UnknownBasket("basket %d is not known: it has never come online (set BASKETS to "
+                            "list the store's baskets)" % basket)
+
+
 def start(settings: Settings, db: Database, basket: int) -> int:
-    """Starts a session on a free basket and sends it `start`; if the broker cannot be reached
-    the session is rolled back (outcome `failed`) and LinkError raised. SessionError: in use."""
+    """Starts a session on a free basket of the store (check_basket) and sends it `start`; if
+    the broker cannot be reached the session is rolled back (outcome `failed`) and LinkError
+    raised. SessionError: in use; UnknownBasket: not one of the store's baskets."""
+    check_basket(settings, db, basket)
     sid = store.start_session(db, basket)
     try:
         notify(settings, basket, contract.START)
