@@ -36,7 +36,8 @@ def broker_limit(broker: Broker, n: int) -> float:
     lines = (common.UPDATE_PAYLOAD.decode() + "\n") * n
     subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", "basket1",
                     "-P", broker.password(1), "-q", "1", "-t", "basket/1/update", "-l",
-                    "-i", "bench-limit-pub"], input=lines.encode(), check=True, timeout=120)
+                    "-i", "basket-1"],  # the only client id basket1's login may use
+                   input=lines.encode(), check=True, timeout=120)
     try:
         out = sub.communicate(timeout=10)[0]
     except subprocess.TimeoutExpired:  # it missed some: what it got is enough

@@ -178,6 +178,25 @@ def test_service_workers_have_their_own_logins_and_ids(broker: ProvisionedDir) -
             c.close()
 
 
+def test_nobody_can_change_users_or_roles(broker: ProvisionedDir) -> None:
+    """No admin user: the plugin's control topic is refused to baskets and the service alike."""
+    command = json.dumps({"commands": [
+        {"command": "createClient", "username": "evil", "password": "evil-pw-0123"},
+        {"command": "addClientRole", "username": "basket1", "rolename": "service"}]})
+    for client in (attacker(broker), service(broker)):
+        try:
+            assert client.subscribe("$CONTROL/dynamic-security/#", "$SYS/#") == [128, 128]
+            client.publish("$CONTROL/dynamic-security/v1", command)
+        finally:
+            client.close()
+    refused(broker.port, "evil", "evil-pw-0123")
+    b1 = attacker(broker)
+    try:
+        assert b1.subscribe("basket/+/update") == [128]  # still not the service's role
+    finally:
+        b1.close()
+
+
 # --- subscriptions: a basket reads only its own status ---------------------------------------
 
 
@@ -504,3 +523,46 @@ def test_hashes_match_mosquitto_ctrl(tmp_path: Path) -> None:
     (entry,) = json.loads(f.read_text())["clients"]
     ours = prov.hash_password("s3cret-pw", base64.b64decode(entry["salt"]))
     assert ours == {k: entry[k] for k in ("password", "salt", "iterations")}
+
+
+# --- the real service on the provisioned broker ---------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_service_works_on_the_provisioned_broker(broker: ProvisionedDir, shared: bool,
+                                                 tmp_path: Path) -> None:
+    """`basket_service serve` with its service.env (TLS, its own login and client id), with and
+    without --share-group (two workers, each its own login), and the CLI beside it."""
+    from tests.support.service_proc import ServiceProc, cli
+
+    def env(worker: int) -> dict[str, str]:
+        e = {k: v for k, v in os.environ.items()
+             if not k.startswith(("MQTT_", "SERVICE_", "BASKET")) and k != "DATABASE_URL"}
+        e.update(broker.env(worker=worker), BASKET_DB=str(tmp_path / "basket.db"),
+                 BASKETS="1-3", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        return e
+
+    workers = [ServiceProc(env(w), *(["--share-group", "pricing"] if shared else []))
+               for w in ((1, 2) if shared else (1,))]
+    b2 = basket(broker, 2)
+    try:
+        for w in workers:
+            w.start()
+        assert b2.subscribe("basket/2/status") == [1]
+        res = cli(env(1), "start", "2")
+        assert res.returncode == 0, res.stdout + res.stderr
+        b2.wait_for("basket/2/status", b"start")
+        for n in range(1, 5):
+            b2.publish("basket/2/update", b'{"id":2,"list":{"MLON":%d}}' % n, retain=True)
+        want = b'"totalprice":%d' % (4 * 13900)
+        deadline = time.monotonic() + 15
+        while not any(want in p for _, p, _ in b2.messages):
+            assert time.monotonic() < deadline, (b2.messages, [w.log() for w in workers])
+            time.sleep(0.05)
+        for w in workers:
+            assert "Not authorized" not in w.log() and "not authorised" not in w.log()
+    finally:
+        b2.close()
+        for w in workers:
+            w.stop()
+        cli(env(1), "end", "2")
