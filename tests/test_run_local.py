@@ -93,6 +93,10 @@ def test_sigterm_stops_broker_and_backend_too() -> None:
                  "broker or backend left running after SIGTERM")
         assert b"run: stopped" in out.read_bytes()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed check: SIGTERM first, or its children outlive it
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         shutil.rmtree(run, ignore_errors=True)
