@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from basket_service import catalog, config, contract, sessions, store
 from basket_service.config import ConfigError, Settings
-from basket_service.db import Database, DatabaseError, open_db
+from basket_service.db import DB_ERRORS, Database, DatabaseError, first_line, open_db
 from basket_service.mqttlink import LinkError
 
 if TYPE_CHECKING:
@@ -90,6 +90,23 @@ def setup_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def reconcile_s(env: dict[str, str] | None = None) -> float:
+    """RECONCILE_S: seconds between the service's reads of the broker's retained carts
+    (default 60; 0 turns them off)."""
+    from basket_service.service import RECONCILE_S
+
+    raw = (os.environ if env is None else env).get("RECONCILE_S", "").strip()
+    if not raw:
+        return RECONCILE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (value == 0 or 1 <= value <= 86400):
+        raise ConfigError("RECONCILE_S must be 0 (off) or 1-86400 seconds, got %r" % raw[:20])
+    return value
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from basket_service.service import Service
 
@@ -100,7 +117,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     db = open_db(settings)
     store.load_products(db, products)
     log.info("catalogue %s: %d products loaded into %s", args.catalog, len(products), db.where)
-    svc = Service(settings, db, products, args.share_group)
+    svc = Service(settings, db, products, args.share_group, reconcile_s())
     dash = None
     if args.http is not None:
         from basket_service import web
@@ -201,11 +218,13 @@ def report(args: argparse.Namespace, db: Database) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    where = "?"
     try:
         setup_logging()
         settings = config.load()
         if getattr(args, "client_id", None):
             settings = Settings(**{**settings.__dict__, "client_id": args.client_id})
+        where = settings.describe_db()
         if args.command == "serve":
             return serve(args, settings)
         if args.command == "web":
@@ -222,4 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (Fail, DatabaseError) as e:
         print("error: %s" % e, file=sys.stderr)
+        return 1
+    except DB_ERRORS as e:  # sqlite3 / psycopg: a full disk, a locked or broken database
+        print("error: database %s: %s" % (where, first_line(e)), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback (LOG_LEVEL=DEBUG has it)
+        log.debug("unexpected error", exc_info=True)
+        print("error: %s: %s" % (type(e).__name__, first_line(e)), file=sys.stderr)
         return 1

@@ -46,6 +46,7 @@ class Update:
 
 
 def cart_digest(cart: str) -> str:
+    """The first 32 hex digits of SHA-256 over the canonical cart JSON (encode_cart)."""
     return hashlib.sha256(cart.encode()).hexdigest()[:32]
 
 
@@ -57,9 +58,26 @@ def status_topic(basket: int) -> str:
     return "%s/%d/status" % (BASE, basket)
 
 
-def total_payload(basket: int, total: int) -> bytes:
-    return json.dumps({"msg": "total", "payload": {"basketid": basket, "totalprice": total}},
-                      separators=(",", ":")).encode()
+def update_topic(basket: int) -> str:
+    return "%s/%d/update" % (BASE, basket)
+
+
+def availability_topic(basket: int) -> str:
+    return "%s/%d/availability" % (BASE, basket)
+
+
+def total_payload(basket: int, total: int, cart: str | None = None) -> bytes:
+    """The total command. `cart` is the digest (cart_digest) of the cart it priced, so the
+    basket shows it only while it still holds that cart; without it (None) the payload is the
+    original backend's, which the basket shows as it comes."""
+    body: dict[str, Any] = {"basketid": basket, "totalprice": total}
+    if cart is not None:
+        body["cart"] = cart
+    return json.dumps({"msg": "total", "payload": body}, separators=(",", ":")).encode()
+
+
+def item_count(items: dict[str, int]) -> int:
+    return sum(items.values())
 
 
 def parse_topic(topic: str) -> tuple[int, str]:

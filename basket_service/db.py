@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from basket_service.config import Settings
@@ -101,6 +102,34 @@ class DatabaseError(RuntimeError):
     """The database cannot be reached or used; the message is safe to show."""
 
 
+def _errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [DatabaseError, sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+# Every error a database operation can raise on either back end (a lost connection, a full
+# disk, a locked or broken file): the service retries on them, the command line and the
+# dashboard report them in one line.
+DB_ERRORS: tuple[type[BaseException], ...] = _errors()
+
+# SQLite's write-ahead log: a checkpoint that restarts it cuts the file back to this size
+# (PRAGMA journal_size_limit), and the service's checkpointer forces a TRUNCATE checkpoint once
+# it is larger than WAL_TRUNCATE_BYTES (docs/service.md, "WAL").
+WAL_SIZE_LIMIT = 8 * 2**20
+WAL_TRUNCATE_BYTES = 32 * 2**20
+
+
+def first_line(e: BaseException) -> str:
+    """An error's first line, or its class name: safe for a one-line report."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -168,7 +197,7 @@ class Database:
                 self.conn = psycopg.connect(s.database_url or "", autocommit=True,
                                             connect_timeout=10)
             except psycopg.Error as e:
-                raise DatabaseError("cannot connect to %s: %s" % (self.where, _first_line(e)))
+                raise DatabaseError("cannot connect to %s: %s" % (self.where, first_line(e)))
         else:
             try:
                 s.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +210,7 @@ class Database:
                 # waits for the disk on every COMMIT (docs/service.md).
                 self.conn.execute("PRAGMA synchronous=%s" % s.db_sync.upper())
                 self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.execute("PRAGMA journal_size_limit=%d" % WAL_SIZE_LIMIT)
                 if self._own_checkpoints:
                     self.conn.execute("PRAGMA wal_autocheckpoint=0")
             except (OSError, sqlite3.Error) as e:
@@ -200,7 +230,15 @@ class Database:
         conn = sqlite3.connect(str(self._settings.db_path), isolation_level=None, timeout=30,
                                check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA journal_size_limit=%d" % WAL_SIZE_LIMIT)
         return conn
+
+    def wal_bytes(self) -> int:
+        """SQLite: the size of the write-ahead log file now (0 when there is none)."""
+        try:
+            return Path(str(self._settings.db_path) + "-wal").stat().st_size
+        except OSError:
+            return 0
 
     def close(self) -> None:
         if self.conn is not None:
@@ -268,10 +306,6 @@ class Database:
 def _version(t: Tx) -> int:
     row = t.one("SELECT version FROM schema_version")
     return int(row[0]) if row else 0
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def open_db(settings: Settings) -> Database:

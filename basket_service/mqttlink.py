@@ -165,9 +165,10 @@ def publish_once(settings: Settings, messages: Iterable[tuple[str, bytes]],
 
 
 def read_retained(settings: Settings, topics: list[str], quiet: float = 0.5,
-                  limit: float = 10.0) -> list[tuple[str, bytes]]:
+                  limit: float = 10.0, want: int | None = None) -> list[tuple[str, bytes]]:
     """Returns the retained messages on `topics`. Retained messages come straight after the
-    SUBACK, so the sweep ends after `quiet` seconds without one (or after `limit`)."""
+    SUBACK, so the sweep ends after `quiet` seconds without one (or after `limit`), or as soon
+    as `want` different topics have one (literal topics: nothing more can come)."""
     got: list[tuple[str, bytes]] = []
     cond = threading.Condition()
     subscribed = threading.Event()
@@ -189,6 +190,8 @@ def read_retained(settings: Settings, topics: list[str], quiet: float = 0.5,
         deadline = time.monotonic() + limit
         with cond:
             while True:
+                if want is not None and len({t for t, _ in got}) >= want:
+                    break
                 seen = len(got)
                 cond.wait(min(quiet, max(0.0, deadline - time.monotonic())))
                 if len(got) == seen or time.monotonic() >= deadline:

@@ -1,14 +1,18 @@
 """`serve`: subscribes to the baskets' updates and availability, prices each accepted update
 exactly once (commit, publish the total, then acknowledge the MQTT message) and counts what
-it rejects. One worker thread does the database work; paho's thread only queues messages."""
+it rejects. One worker thread does the database work; paho's thread only queues messages.
+Per basket the worker keeps one lane: one update in flight, at most one held (the newest:
+older held ones are superseded) and a rate limit on totals, so no basket can delay another."""
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue
 import sqlite3
 import threading
-from collections import Counter, deque
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,7 +23,7 @@ from basket_service import contract, mqttlink, store
 from basket_service.catalog import Product
 from basket_service.config import Settings
 from basket_service.contract import Rejected
-from basket_service.db import Database, DatabaseError
+from basket_service.db import DB_ERRORS, WAL_TRUNCATE_BYTES, Database, DatabaseError, now
 
 log = logging.getLogger("basket_service")
 T = TypeVar("T")
@@ -29,6 +33,12 @@ TOPICS = ("basket/+/update", "basket/+/availability")
 # bounds a batch first).
 MAX_BATCH = 500
 CHECKPOINT_S = 0.5
+# Per basket: at most TOTALS_PER_S updates priced (and totals sent) per second on average, in
+# bursts of up to TOTALS_BURST; what comes faster is coalesced (the newest cart wins).
+TOTALS_PER_S = 10.0
+TOTALS_BURST = 3.0
+RECONCILE_S = 60.0  # default of the RECONCILE_S setting
+TICK_S = 10.0  # idle lanes are dropped and supersede counts logged this often
 
 
 class Stopped(Exception):
@@ -44,17 +54,12 @@ class Incoming:
     qos: int = 0
     dup: bool = False
     generation: int = 0  # which connection delivered it: a PUBACK only makes sense on that one
-
-
-def _db_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [sqlite3.OperationalError, DatabaseError]
-    try:
-        import psycopg
-
-        errors.append(psycopg.OperationalError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    # Arrival order on the main subscription; a sweep's copy (mid None) carries the last one
+    # given out before the sweep began.
+    seq: int = 0
+    via: str = ""  # history's `via`; "" = live or retained by the MQTT flag
+    since: str | None = None  # a sweep's copy: when the sweep began (store.apply_update)
+    marker: str = ""  # "sweep-start" / "sweep-end": no message, the worker's bookkeeping
 
 
 @dataclass
@@ -70,20 +75,36 @@ class Work:
     publish: bool = False  # its total is sent (decided after the commit)
 
 
+@dataclass
+class Lane:
+    """One basket in the worker: the update whose total is in flight (`busy`), the newest one
+    waiting (`held`, at most one), the rate limit's tokens, and its timer."""
+
+    tokens: float
+    stamp: float  # when `tokens` was last brought up to date (monotonic)
+    busy: Work | None = None
+    held: Work | None = None
+    due: float | None = None  # a timer is set for this time
+    seen: int = 0  # seq of the newest update from the main subscription
+
+
 class Service:
     def __init__(self, settings: Settings, db: Database, products: Mapping[str, Product],
-                 share_group: str | None = None) -> None:
+                 share_group: str | None = None, reconcile_s: float = RECONCILE_S) -> None:
         self.settings = settings
         self.db = db
         self.products = dict(products)
         self.share_group = share_group
+        # How often the broker's retained carts are read back (RECONCILE_S; 0: never).
+        self.reconcile_s = reconcile_s
         # Messages from paho's thread; None: totals were confirmed (see _on_publish).
         self.inbox: queue.Queue[Incoming | None] = queue.Queue()
         self.stop = threading.Event()
         self.generation = 0
         self.rejected: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
-        self.db_errors = _db_errors()
+        self.db_errors = DB_ERRORS
+        self.clock: Callable[[], float] = time.monotonic
         # Called (from the worker thread) after each message: the dashboard looks at once.
         self.on_change: Callable[[], None] | None = None
         self.client: mqttlink.Client = mqttlink.make_client(settings, settings.client_id,
@@ -94,10 +115,10 @@ class Service:
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self._session_present = False
+        self._seq = 0  # paho's thread only (a sweep reads it)
         # Totals of a whole batch go out together: no limit in paho (its default of 20 holds
         # the rest back, and each PUBACK then scans every queued message). What is in flight
-        # is bounded anyway: each total belongs to an update not yet acknowledged, and the
-        # broker's max_inflight_messages bounds those.
+        # is bounded anyway: at most one total per basket.
         self.client.max_inflight_messages_set(0)
         # Published totals waiting for the broker's PUBACK (by our packet id), PUBACKs that
         # came before _publish noted the packet id, and messages whose total the broker has
@@ -107,11 +128,15 @@ class Service:
         self._early: set[int] = set()
         self._confirmed: list[Work] = []
         self._woken = False  # a wake-up (None) for the confirmed ones is in the inbox
-        # Worker only: baskets with an update whose total is not yet confirmed (basket ->
-        # that update), the updates held back until it is (oldest first), and the connection
-        # _busy belongs to.
-        self._busy: dict[int, Work] = {}
-        self._held: dict[int, deque[Work]] = {}
+        # Worker only: one lane per basket heard of lately, the lanes' timers (due, basket),
+        # the sweeps under way (by seq), superseded updates not yet counted in the database,
+        # and the connection the busy updates belong to.
+        self._lanes: dict[int, Lane] = {}
+        self._timers: list[tuple[float, int]] = []
+        self._sweeps: Counter[int] = Counter()
+        self._superseded = 0
+        self._superseded_by: Counter[int] = Counter()  # since the last tick, for the log
+        self._next_tick = 0.0
         self._busy_generation = 0
 
     # --- paho's thread: only bookkeeping and queueing ---------------------------------------
@@ -128,11 +153,14 @@ class Service:
             return
         self.generation += 1
         self._session_present = bool(flags.session_present)
+        # Subscribing again (on every connection) makes the broker send the retained carts
+        # again: what was dropped or published while the link was down is priced now.
         c.subscribe([(f, 1) for f in self._filters()])
         if self.share_group:
             # A shared subscription gets no retained messages: read them once per connection
             # so carts published while no service ran are priced now.
-            threading.Thread(target=self._sweep, name="sweep", daemon=True).start()
+            threading.Thread(target=self._sweep, args=(list(TOPICS), "retained"),
+                             name="sweep", daemon=True).start()
 
     def _on_subscribe(self, c: mqtt.Client, u: object, mid: int, codes: object,
                       props: object) -> None:
@@ -147,30 +175,55 @@ class Service:
             log.warning("MQTT link lost (%s); paho reconnects", rc)
 
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        self._seq += 1
         self.inbox.put(Incoming(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid,
-                                msg.qos, bool(msg.dup), self.generation))
+                                msg.qos, bool(msg.dup), self.generation, self._seq))
 
-    def _sweep(self) -> None:
+    def _sweep(self, topics: list[str], via: str) -> None:
+        """Reads the broker's retained messages on `topics` with a short-lived plain
+        subscription and queues them for the worker (via `via`). A copy is older than anything
+        the main subscription delivers after the sweep began, so those win (Incoming.seq,
+        store.apply_update's `since`)."""
+        seq, since = self._seq, now()
+        self.inbox.put(Incoming("", b"", True, seq=seq, marker="sweep-start"))
         try:
-            retained = mqttlink.read_retained(self.settings, list(TOPICS))
+            retained = mqttlink.read_retained(self.settings, topics)
         except OSError as e:
             log.warning("retained sweep failed: %s", e)
-            return
-        log.info("retained sweep: %d message(s)", len(retained))
+            retained = []
+        else:
+            log.log(logging.INFO if via == "retained" else logging.DEBUG,
+                    "retained sweep (%s): %d message(s)", via, len(retained))
         for topic, payload in retained:
-            self.inbox.put(Incoming(topic, payload, retain=True))
+            self.inbox.put(Incoming(topic, payload, True, seq=seq, via=via, since=since))
+        self.inbox.put(Incoming("", b"", True, seq=seq, marker="sweep-end"))
+
+    def _reconcile(self) -> None:
+        """Every reconcile_s: the broker's retained carts against the database. An update the
+        broker dropped for us (it says so only in its own log) is priced at the latest here."""
+        while not self.stop.wait(self.reconcile_s):
+            self._sweep(["basket/+/update"], "reconcile")
 
     # --- the worker ------------------------------------------------------------------------
     def _checkpoints(self) -> None:
         """SQLite: copies the WAL into the database file every CHECKPOINT_S, beside the
         worker (PASSIVE: it never blocks the worker's transactions, and its fsyncs no longer
-        stall a COMMIT of the worker for tens of milliseconds)."""
+        stall a COMMIT of the worker for tens of milliseconds). When the WAL has grown past
+        WAL_TRUNCATE_BYTES anyway (readers kept PASSIVE from finishing), one TRUNCATE
+        checkpoint empties it; journal_size_limit cuts it back after an ordinary restart."""
         conn = None
         while not self.stop.wait(CHECKPOINT_S):
             try:
                 if conn is None:
                     conn = self.db.checkpointer()
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if self.db.wal_bytes() > WAL_TRUNCATE_BYTES:
+                    conn.execute("PRAGMA busy_timeout=1000")
+                    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    conn.execute("PRAGMA busy_timeout=30000")
+                    log.info("WAL of %s truncated%s", self.db.where,
+                             " (readers busy, retrying)" if busy else "")
+                else:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as e:
                 log.warning("checkpoint of %s failed: %s", self.db.where, e)
                 conn = None
@@ -181,90 +234,171 @@ class Service:
         if self.db.backend == "sqlite":
             self.db.checkpoint_elsewhere()
             threading.Thread(target=self._checkpoints, name="checkpoint", daemon=True).start()
+        if self.reconcile_s > 0:
+            threading.Thread(target=self._reconcile, name="reconcile", daemon=True).start()
         self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
         self.client.loop_start()
         try:
             while not self.stop.is_set():
+                batch: list[Incoming | None] = []
                 try:
-                    first = self.inbox.get(timeout=1.0)
+                    batch.append(self.inbox.get(timeout=self._idle_timeout()))
                 except queue.Empty:
-                    continue
+                    pass  # a lane's timer is due (or a second passed)
                 # Whatever else is already queued joins this batch: no waiting for more, so a
                 # lone update is handled at once and a burst shares one commit.
-                batch = [first]
-                while len(batch) < MAX_BATCH:
+                while batch and len(batch) < MAX_BATCH:
                     try:
                         batch.append(self.inbox.get_nowait())
                     except queue.Empty:
                         break
                 items = [i for i in batch if i is not None]
-                self.handle_batch(items)
-                if items and self.on_change is not None:
+                if self.handle_batch(items) and self.on_change is not None:
                     self.on_change()
         finally:
             self.client.disconnect()
             self.client.loop_stop()
             log.info("stopped; applied %s; rejected %s", dict(self.applied), dict(self.rejected))
 
+    def _idle_timeout(self) -> float:
+        """Until the next lane's timer (the worker sleeps in the inbox's wait, never spins)."""
+        if not self._timers:
+            return 1.0
+        return min(1.0, max(0.0, self._timers[0][0] - self.clock()))
+
     def handle(self, item: Incoming) -> None:
         self.handle_batch([item])
 
-    def handle_batch(self, items: list[Incoming]) -> None:
+    def handle_batch(self, items: list[Incoming]) -> bool:
         """Processes a batch of messages in one transaction, then publishes their totals
         without waiting. The same transaction marks as sent the totals the broker has
         confirmed since the last one, and only then are those messages acknowledged: per
         message it is the order of docs/service.md (commit, total confirmed, total_sent = 1,
         ack), with one commit for many. Each message's one-line summary is logged once it is
-        acknowledged (tests wait on it). An empty batch only handles the confirmed ones.
+        acknowledged (tests wait on it). Returns whether anything was processed.
 
-        Per basket, one update at a time: a basket's next update waits (held, not yet
-        acknowledged) until the total of its previous one is confirmed. So, as with one
-        message at a time, an update is never overtaken by a newer cart of its basket before
-        its total is out, and a crash cannot leave a total unsent that nothing sends again."""
+        Per basket, one lane (docs/service.md, "Fairness"): one update at a time is priced
+        and its total in flight; a later update waits (held, not yet acknowledged) until that
+        total is confirmed and the basket's rate limit allows the next one; a newer update
+        supersedes the held one, which is acknowledged at once and never priced. So an update
+        is never overtaken by a newer cart of its basket before its total is out (a crash
+        cannot leave a total unsent that nothing sends again), a flooding basket costs the
+        others one parse per message, and each basket holds at most two updates."""
+        clock = self.clock()
         with self._plock:
             confirmed, self._confirmed = self._confirmed, []
             self._woken = False
+        ready: set[int] = set()
         if self._busy_generation != self.generation:
             # A new connection: paho sends unconfirmed totals again, but the broker also
             # redelivers their updates; waiting for those PUBACKs is no longer needed.
-            self._busy.clear()
+            for b, ln in self._lanes.items():
+                if ln.busy is not None:
+                    ln.busy = None
+                    ready.add(b)
             self._busy_generation = self.generation
+        for c in confirmed:  # its basket is free: its held update may go now
+            got = self._lanes.get(c.basket)
+            if got is not None and got.busy is c:
+                got.busy = None
+                ready.add(c.basket)
         work: list[Work] = []
-        for c in confirmed:  # its basket is free: its oldest held update goes now
-            if self._busy.get(c.basket) is not c:
-                continue  # confirmed after a reconnect had already freed the basket
-            del self._busy[c.basket]
-            held = self._held.get(c.basket)
-            if held:
-                w = held.popleft()
-                work.append(w)
-                self._busy[c.basket] = w
-                if not held:
-                    del self._held[c.basket]
+        dropped: list[Work] = []
         for item in items:
+            if item.marker:
+                self._sweeps[item.seq] += 1 if item.marker == "sweep-start" else -1
+                self._sweeps += Counter()  # drops the finished
+                continue
             w = self._parse(item)
-            if w.update is not None:
-                if w.basket in self._busy:
-                    self._held.setdefault(w.basket, deque()).append(w)
-                    continue
-                self._busy[w.basket] = w  # until its total is confirmed (or none is sent)
-            work.append(w)
+            if w.update is None:
+                work.append(w)  # availability or rejected: no total, no lane
+                continue
+            lane = self._lane(w.basket, clock)
+            if item.mid is None:  # a sweep's copy
+                if lane.seen > item.seq:
+                    continue  # an update that came after the sweep began is at least as new
+            else:
+                lane.seen = item.seq
+            if lane.held is not None:
+                dropped.append(lane.held)
+            lane.held = w
+            ready.add(w.basket)
+        while self._timers and self._timers[0][0] <= clock:
+            _, b = heapq.heappop(self._timers)
+            got = self._lanes.get(b)
+            if got is not None and got.due is not None and got.due <= clock:
+                got.due = None
+                ready.add(b)
+        for b in sorted(ready):
+            lane = self._lanes[b]
+            if lane.held is None or lane.busy is not None:
+                continue
+            if self._take(lane, clock):
+                w, lane.held = lane.held, None
+                lane.busy = w  # until its total is confirmed (or none is sent)
+                work.append(w)
+            elif lane.due is None:
+                lane.due = clock + (1.0 - lane.tokens) / TOTALS_PER_S
+                heapq.heappush(self._timers, (lane.due, b))
+        if dropped:
+            self._supersede(dropped)
         if work or confirmed:
-            log.debug("batch: %d message(s), %d basket(s) waiting, %d confirmed", len(work),
-                      len(self._held), len(confirmed))
+            log.debug("batch: %d message(s), %d held, %d confirmed, %d superseded", len(work),
+                      sum(1 for ln in self._lanes.values() if ln.held), len(confirmed),
+                      len(dropped))
             self._process(work, confirmed)
-            # Baskets whose update sent no total are free again; so are their held updates.
-            free = [b for b in self._held if b not in self._busy]
-            while free:
-                again = []
-                for b in free:
-                    w = self._held[b].popleft()
-                    again.append(w)
-                    self._busy[b] = w
-                    if not self._held[b]:
-                        del self._held[b]
-                self._process(again, [])
-                free = [b for b in self._held if b not in self._busy]
+        if clock >= self._next_tick:
+            self._tick(clock)
+        return bool(work or confirmed or dropped)
+
+    def _lane(self, basket: int, clock: float) -> Lane:
+        lane = self._lanes.get(basket)
+        if lane is None:
+            lane = self._lanes[basket] = Lane(TOTALS_BURST, clock)
+        return lane
+
+    @staticmethod
+    def _take(lane: Lane, clock: float) -> bool:
+        """The rate limit (a token bucket): True when the basket may have a total now."""
+        lane.tokens = min(TOTALS_BURST, lane.tokens + (clock - lane.stamp) * TOTALS_PER_S)
+        lane.stamp = clock
+        if lane.tokens >= 1.0:
+            lane.tokens -= 1.0
+            return True
+        return False
+
+    def _supersede(self, dropped: list[Work]) -> None:
+        """Held updates a newer one of their basket replaced: acknowledged now, never priced
+        (no history row, no total); counted as `superseded`."""
+        with self.client.corked():
+            for w in dropped:
+                self._ack(w.item)
+        self.applied["superseded"] += len(dropped)
+        self._superseded += len(dropped)
+        for w in dropped:
+            self._superseded_by[w.basket] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            for w in dropped:
+                assert w.update is not None
+                log.debug("basket %d: cart %s superseded", w.basket, w.update.cart)
+
+    def _tick(self, clock: float) -> None:
+        """Every TICK_S: logs who was coalesced, and forgets idle lanes (nothing in flight or
+        held, the rate limit full again, and no sweep under way that needs `seen`)."""
+        self._next_tick = clock + TICK_S
+        if self._superseded_by:
+            top, n = self._superseded_by.most_common(1)[0]
+            log.info("%d update(s) superseded by a newer cart of their basket in the last"
+                     " %.0f s (basket %d: %d)", sum(self._superseded_by.values()), TICK_S,
+                     top, n)
+            self._superseded_by.clear()
+        floor = min(self._sweeps) if self._sweeps else None
+        idle = [b for b, ln in self._lanes.items()
+                if ln.busy is None and ln.held is None
+                and ln.tokens + (clock - ln.stamp) * TOTALS_PER_S >= TOTALS_BURST
+                and (floor is None or ln.seen <= floor)]
+        for b in idle:
+            del self._lanes[b]
 
     def _process(self, work: list[Work], confirmed: list[Work]) -> None:
         try:
@@ -284,8 +418,7 @@ class Service:
             item = work[0].item
             log.exception("internal error on %s; message dropped", item.topic[:80])
             self.rejected["internal_error"] += 1
-            if work[0].update is not None:
-                self._busy.pop(work[0].basket, None)
+            self._release(work[0])
             self._ack(item)
             return
         with self.client.corked():
@@ -297,9 +430,17 @@ class Service:
                 if w.publish:
                     self._publish(w)
                 else:
-                    if w.update is not None:
-                        self._busy.pop(w.basket, None)
+                    self._release(w)
                     self._finish(w)
+
+    def _release(self, w: Work) -> None:
+        """w's basket has no total in flight after all: its lane is free for the next one."""
+        lane = self._lanes.get(w.basket)
+        if w.update is not None and lane is not None and lane.busy is w:
+            lane.busy = None
+            if lane.held is not None and lane.due is None:
+                lane.due = self.clock()
+                heapq.heappush(self._timers, (lane.due, w.basket))
 
     def _parse(self, item: Incoming) -> Work:
         try:
@@ -317,6 +458,7 @@ class Service:
         """One transaction for the whole batch. Runs again from the start if the database
         was lost (nothing of a rolled-back attempt is kept)."""
         marks: dict[int, tuple[str, int | None]] = {}
+        superseded = self._superseded
         for c in confirmed:  # in PUBACK order, which is publish order: the newest wins
             assert c.applied is not None
             marks[c.basket] = (c.applied.digest, c.applied.session)
@@ -331,15 +473,19 @@ class Service:
             rejected: Counter[str] = Counter(w.reason for w in work if w.reason)
             for reason, n in rejected.items():
                 store.count_rejected_tx(t, reason, n)
+            if superseded:
+                t.bump("superseded", superseded)
             for w in work:
                 if w.update is not None:
                     it = w.item
                     w.applied = store.apply_update_tx(
-                        t, w.update, self.products, via="retained" if it.retain else "live",
+                        t, w.update, self.products,
+                        via=it.via or ("retained" if it.retain else "live"),
                         client_id=self.settings.client_id, mid=it.mid if it.qos else None,
-                        dup=it.dup, retained=it.retain)
+                        dup=it.dup, retained=it.retain, since=it.since)
                 elif w.online is not None:
                     store.set_availability_tx(t, w.basket, w.online)
+        self._superseded -= superseded
         for w in work:
             if w.applied is not None:
                 self.applied[w.applied.action] += 1
@@ -354,7 +500,8 @@ class Service:
         lost link makes the broker deliver it again."""
         assert w.applied is not None
         info = self.client.publish(contract.status_topic(w.basket),
-                                   contract.total_payload(w.basket, w.applied.total), qos=1)
+                                   contract.total_payload(w.basket, w.applied.total,
+                                                          w.applied.digest), qos=1)
         with self._plock:
             confirmed = info.mid in self._early
             if confirmed:
@@ -386,7 +533,10 @@ class Service:
         self._ack(w.item)
         if not log.isEnabledFor(logging.INFO):
             return
-        if w.applied is not None:
+        if w.applied is not None and w.applied.action == "stale":
+            log.debug("basket %d: the sweep's cart is older than the one applied since; skipped",
+                      w.basket)
+        elif w.applied is not None:
             assert w.update is not None
             log.info("basket %d: %s cart %s -> total %d%s", w.basket, w.applied.action,
                      w.update.cart, w.applied.total, "" if w.publish else " (already sent)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from basket_service import contract, store
 from basket_service.config import Settings
 from basket_service.db import Database
-from basket_service.mqttlink import LinkError, publish_once
+from basket_service.mqttlink import LinkError, publish_once, read_retained
 
 
 class NotNotified(LinkError):
@@ -65,9 +65,45 @@ def end(settings: Settings, db: Database, basket: int) -> int:
     return sid
 
 
+class Unconfirmed(store.SessionError):
+    """Checkout refused: the cart the basket holds now could not be confirmed as the one the
+    database priced. Nothing was changed (no receipt, the session stays open)."""
+
+
+def confirm_cart(basket: int, held: store.Held, update: bytes | None,
+                 availability: bytes | None) -> str:
+    """Pure: the digest of the cart a checkout may bill, from what the database holds (`held`)
+    and the broker's retained `basket/<n>/update` and `.../availability` payloads (None: none
+    retained). Unconfirmed, with one line saying why, unless the basket is not known offline
+    and the broker's cart is the one the database priced."""
+    why = "basket %d: cannot confirm the cart: " % basket
+    if availability == b"offline" or (availability is None and held.online is False):
+        raise Unconfirmed(why + "the basket is offline")
+    if not update:
+        raise Unconfirmed(why + "no cart at the broker")
+    try:
+        upd = contract.parse_update(basket, update)
+    except contract.Rejected as e:
+        raise Unconfirmed(why + "the broker's cart is not valid (%s)" % e.reason)
+    if upd.digest != held.digest:
+        n = contract.item_count(upd.items)
+        raise Unconfirmed(why + "the basket's latest cart (%d item%s) is not priced yet; try "
+                          "again in a moment" % (n, "" if n == 1 else "s"))
+    return upd.digest
+
+
 def checkout(settings: Settings, db: Database, basket: int) -> store.Receipt:
-    """Writes the receipt, frees the basket and sends it `end`. SessionError: not in use."""
-    receipt = store.checkout(db, basket)
+    """Confirms the cart against the broker (confirm_cart), then writes the receipt for
+    exactly that cart, frees the basket and sends it `end`. SessionError: not in use;
+    Unconfirmed: refused, nothing changed; LinkError: the broker could not be asked, nothing
+    changed."""
+    held = store.held(db, basket)
+    if not held.in_use:
+        raise store.SessionError("basket %d is not in use" % basket)
+    topics = [contract.update_topic(basket), contract.availability_topic(basket)]
+    retained = dict(read_retained(settings, topics, want=len(topics)))
+    digest = confirm_cart(basket, held, retained.get(topics[0]), retained.get(topics[1]))
+    receipt = store.checkout(db, basket, digest, held.session)
     try:
         notify(settings, basket, contract.END)
     except LinkError as e:

@@ -4,13 +4,18 @@ record availability, open/close sessions, write receipts, list carts and receipt
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from basket_service import catalog
+from basket_service import catalog, contract
 from basket_service.catalog import Priced, Product
 from basket_service.contract import Update
 from basket_service.db import Database, Row, Tx, now
+
+log = logging.getLogger("basket_service")
+T = TypeVar("T")
 
 
 class SessionError(RuntimeError):
@@ -22,7 +27,7 @@ class Applied:
     """What applying one update did. `publish` is True when the basket's total still has to be
     sent (a new state, or a state whose total was never confirmed as sent)."""
 
-    action: str  # new | repeat | restored | duplicate
+    action: str  # new | repeat | restored | duplicate | stale (a sweep's older snapshot)
     basket: int
     digest: str
     total: int
@@ -47,24 +52,33 @@ def read_products(t: Tx) -> dict[str, Product]:
 
 def apply_update(db: Database, upd: Update, products: Mapping[str, Product], *, via: str,
                  client_id: str = "", mid: int | None = None, dup: bool = False,
-                 retained: bool = False) -> Applied:
+                 retained: bool = False, since: str | None = None) -> Applied:
     """Applies one accepted update in one transaction, so each update is priced once:
     - a redelivery (MQTT DUP) of a message this client already committed is a duplicate;
-    - a cart equal to the basket's current cart adds nothing to the history;
+    - a cart equal to the basket's current cart adds nothing to the history; its total is
+      sent again when it was never confirmed, or when the update is live (`retained` False:
+      the basket re-publishes because it saw no total for its cart);
     - a retained cart already seen in this session restores it as current (a member of a
-      share group that comes back late may have applied an older update in between)."""
+      share group that comes back late may have applied an older update in between);
+    - `since` (a sweep of the broker's retained carts, read from that time on): nothing is
+      done when the basket's cart changed after it (the sweep's copy may be older)."""
     with db.tx() as t:
         return apply_update_tx(t, upd, products, via=via, client_id=client_id, mid=mid, dup=dup,
-                               retained=retained)
+                               retained=retained, since=since)
 
 
 def apply_update_tx(t: Tx, upd: Update, products: Mapping[str, Product], *, via: str,
                     client_id: str = "", mid: int | None = None, dup: bool = False,
-                    retained: bool = False) -> Applied:
+                    retained: bool = False, since: str | None = None) -> Applied:
     """apply_update inside a transaction the caller holds (the service applies a whole batch
     of updates in one); updates of one basket must come in the order they were received."""
     digest = upd.digest
     _, session, _, cur_digest, cur_total, total_sent = t.lock_basket(upd.basket)
+    if since is not None and cur_digest != digest:
+        row = t.one("SELECT updated_at FROM baskets WHERE id = ?", (upd.basket,))
+        if row and row[0] and row[0] >= since:
+            return Applied("stale", upd.basket, cur_digest or "", int(cur_total), [], False,
+                           session)
     if dup and mid is not None:
         seen = t.one("SELECT digest FROM inbox WHERE client_id = ? AND mid = ?",
                      (client_id, mid))
@@ -77,8 +91,8 @@ def apply_update_tx(t: Tx, upd: Update, products: Mapping[str, Product], *, via:
               " (client_id, mid) DO UPDATE SET digest = excluded.digest",
               (client_id, mid, digest))
     if cur_digest == digest:
-        return Applied("repeat", upd.basket, digest, int(cur_total), [], not total_sent,
-                       session)
+        return Applied("repeat", upd.basket, digest, int(cur_total), [],
+                       not total_sent or not retained, session)
     priced = catalog.price(upd.items, products)
     action = "new"
     if retained:
@@ -177,13 +191,54 @@ class Receipt:
     priced: Priced
 
 
-def checkout(db: Database, basket: int) -> Receipt:
+@dataclass(frozen=True)
+class Held:
+    """What the database says about a basket before a checkout."""
+
+    in_use: bool
+    session: int | None
+    digest: str | None  # of its stored cart (None: no cart yet)
+    online: bool | None  # None: it never reported
+
+
+def held(db: Database, basket: int) -> Held:
+    with db.read() as t:
+        row = t.one("SELECT in_use, session_id, cart_digest, online FROM baskets WHERE id = ?",
+                    (basket,))
+    if row is None:
+        return Held(False, None, None, None)
+    return Held(bool(row[0]), row[1], row[2], None if row[3] is None else bool(row[3]))
+
+
+def checkout(db: Database, basket: int, digest: str | None = None,
+             session: int | None = None) -> Receipt:
     """Prices the basket's current cart from the database's catalogue, writes the receipt and
-    frees the basket, all in one transaction."""
+    frees the basket, all in one transaction. `digest` and `session` (sessions.checkout passes
+    what it confirmed with the broker): refused (SessionError, nothing changed) unless the
+    stored cart is still that cart, in that session. A stored cart that cannot be read (a bad
+    row) is refused the same way."""
     with db.tx() as t:
-        cart = t.lock_basket(basket)[2]
+        in_use, current, cart, stored, *_ = t.lock_basket(basket)
+        if not in_use:
+            raise SessionError("basket %d is not in use" % basket)
+        if session is not None and current != session:
+            raise SessionError("basket %d: session %s ended while checking out; nothing billed"
+                               % (basket, session))
+        if digest is not None and stored != digest:
+            raise SessionError("basket %d: cannot confirm the cart: it changed during checkout;"
+                               " try again in a moment" % basket)
+        try:
+            items = cart_of(cart)
+        except ValueError as e:
+            report_bad_row("baskets", basket, cart, e)
+            raise SessionError("basket %d: cannot check out: its stored cart is unreadable (%s);"
+                               " the basket's next update replaces it" % (basket, e))
+        if digest is not None and contract.cart_digest(contract.encode_cart(items)) != digest:
+            report_bad_row("baskets", basket, cart, ValueError("cart and digest differ"))
+            raise SessionError("basket %d: cannot check out: its stored cart does not match its"
+                               " digest; the basket's next update replaces it" % basket)
         session = _close(t, basket, "checkout")
-        priced = catalog.price(json.loads(cart), read_products(t))
+        priced = catalog.price(items, read_products(t))
         stamp = now()
         row = t.one("INSERT INTO receipts (basket, session_id, created_at, total, unknown)"
                     " VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -196,13 +251,56 @@ def checkout(db: Database, basket: int) -> Receipt:
         return Receipt(int(row[0]), basket, session, stamp, priced)
 
 
+# --- bad rows: a row the code cannot read is reported (one warning per bad value) and left
+# out of listings, so one broken row never breaks the dashboard or the command line.
+_reported: dict[tuple[str, object], str] = {}
+
+
+def report_bad_row(table: str, key: object, value: object, error: BaseException) -> None:
+    """Logs a warning for a row the code cannot read, once per row and fault (the dashboard
+    reads the board four times a second)."""
+    fault = str(error)
+    if _reported.get((table, key)) == fault:
+        return
+    if len(_reported) > 1000:
+        _reported.clear()
+    _reported[(table, key)] = fault
+    log.warning("skipping a bad row in %s (%s): %s: %s", table, key, fault, repr(value)[:120])
+
+
+def cart_of(text: object) -> dict[str, int]:
+    """A stored cart (canonical JSON) as a dict; ValueError when it is not one."""
+    if not isinstance(text, str):
+        raise ValueError("cart is not text")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("cart is not JSON")
+    if not isinstance(doc, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in doc.items()):
+        raise ValueError("cart is not an object of counts")
+    return doc
+
+
+def _readable(rows: Iterable[Row], table: str, convert: Callable[[Row], T]) -> list[T]:
+    out: list[T] = []
+    for r in rows:
+        try:
+            out.append(convert(r))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            report_bad_row(table, r[0], r, e)
+    return out
+
+
 def carts(db: Database) -> list[dict[str, object]]:
-    with db.tx() as t:
+    with db.read() as t:
         rows = t.all("SELECT id, in_use, session_id, online, cart, total, updated_at"
                      " FROM baskets ORDER BY id")
-    return [{"basket": r[0], "in_use": bool(r[1]), "session": r[2],
-             "online": None if r[3] is None else bool(r[3]), "cart": json.loads(r[4]),
-             "total": r[5], "updated_at": r[6]} for r in rows]
+    return _readable(rows, "baskets", lambda r: {
+        "basket": r[0], "in_use": bool(r[1]), "session": r[2],
+        "online": None if r[3] is None else bool(r[3]), "cart": cart_of(r[4]),
+        "total": int(r[5]), "updated_at": r[6]})
 
 
 def receipts(db: Database, limit: int = 20, since: str | None = None,
@@ -212,10 +310,7 @@ def receipts(db: Database, limit: int = 20, since: str | None = None,
     with db.read() as t:
         heads = t.all("SELECT id, basket, session_id, created_at, total, unknown FROM receipts"
                       + where + " ORDER BY id DESC LIMIT ?", (*params, limit))
-        out: list[dict[str, object]] = []
-        for rid, basket, session, created, total, unknown in heads:
-            out.append(_receipt_doc(t, rid, basket, session, created, total, unknown))
-    return out
+        return _readable(heads, "receipts", lambda r: _receipt_doc(t, *r))
 
 
 def receipt_totals(db: Database, since: str | None = None,
@@ -244,9 +339,9 @@ def _receipt_doc(t: Tx, rid: int, basket: int, session: int | None, created: str
     lines = t.all("SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
                   " WHERE receipt_id = ? ORDER BY line_no", (rid,))
     return {"receipt": rid, "basket": basket, "session": session, "created_at": created,
-            "total": total, "unknown": [c for c in unknown.split(",") if c],
-            "lines": [{"code": c, "name": n, "count": k, "unit_price": u, "amount": a,
-                       "known": bool(kn)} for c, n, k, u, a, kn in lines]}
+            "total": int(total), "unknown": [c for c in unknown.split(",") if c],
+            "lines": [{"code": c, "name": n, "count": int(k), "unit_price": int(u),
+                       "amount": int(a), "known": bool(kn)} for c, n, k, u, a, kn in lines]}
 
 
 def receipt_doc(r: Receipt) -> dict[str, object]:
@@ -263,10 +358,12 @@ def board(db: Database) -> tuple[list[dict[str, object]], int]:
     its state and its cart priced line by line from the database's catalogue, plus the id of
     the newest receipt (0 when none). One read transaction, so it is consistent."""
     with db.read() as t:
-        rows = t.all("SELECT b.id, b.in_use, b.session_id, b.online, b.availability_at, b.cart,"
-                     " b.updated_at, s.started_at FROM baskets b LEFT JOIN sessions s"
-                     " ON s.id = b.session_id ORDER BY b.id")
-        carts = [json.loads(r[5]) for r in rows]
+        every = t.all("SELECT b.id, b.in_use, b.session_id, b.online, b.availability_at,"
+                      " b.cart, b.updated_at, s.started_at FROM baskets b LEFT JOIN sessions s"
+                      " ON s.id = b.session_id ORDER BY b.id")
+        good = _readable(every, "baskets", lambda r: (r, cart_of(r[5])))
+        rows = [r for r, _ in good]
+        carts = [c for _, c in good]
         products = _products_for(t, sorted({c for cart in carts for c in cart}))
         newest = t.one("SELECT coalesce(max(id), 0) FROM receipts")
     out: list[dict[str, object]] = []
@@ -303,9 +400,9 @@ def _products_for(t: Tx, codes: list[str]) -> dict[str, Product]:
 
 def history(db: Database, basket: int | None = None) -> list[dict[str, object]]:
     where, params = ("WHERE basket = ?", (basket,)) if basket is not None else ("", ())
-    with db.tx() as t:
+    with db.read() as t:
         rows = t.all("SELECT id, basket, session_id, received_at, cart, total, unknown, via"
                      " FROM history " + where + " ORDER BY id", params)
-    return [{"id": r[0], "basket": r[1], "session": r[2], "received_at": r[3],
-             "cart": json.loads(r[4]), "total": r[5], "unknown": r[6], "via": r[7]}
-            for r in rows]
+    return _readable(rows, "history", lambda r: {
+        "id": r[0], "basket": r[1], "session": r[2], "received_at": r[3], "cart": cart_of(r[4]),
+        "total": int(r[5]), "unknown": r[6], "via": r[7]})

@@ -1,6 +1,7 @@
 """Scale out: two service processes in one share group on PostgreSQL. One is killed halfway
-through a stream of updates and restarted (same client id, as a supervisor would): every update
-is priced exactly once, every total reaches its basket, and each basket ends on its right total."""
+through a stream of updates and restarted (same client id, as a supervisor would): no update is
+priced twice, what was queued for the killed member is coalesced when it comes back (a basket's
+newest cart wins), and each basket ends on its newest cart and that cart's total."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def test_service_share_group_survives_a_killed_member(broker, pg_db, baskets, se
             a.kill()  # mid-stream: updates may be in flight to it
         for n in BASKETS:
             fakes[n].send({"MLON": r})
-        time.sleep(0.03)  # baskets publish at a human pace, not in a burst
+        time.sleep(0.15)  # within the service's rate limit per basket (10/s), as baskets do
 
     assert a_before > 0 and b_before > 0, "both members should have priced before the kill"
     b_after_kill = b.count(done_line)
@@ -38,18 +39,20 @@ def test_service_share_group_survives_a_killed_member(broker, pg_db, baskets, se
     expected = [PRICE * r for r in range(1, ROUNDS + 1)]
     for n in BASKETS:
         fake = fakes[n]
-        fake.peer.wait_for(lambda f=fake: set(expected) <= set(f.totals()), timeout=30,
-                           what="every total of basket %d" % n)
         # The basket ends up showing its newest cart's total.
-        fake.peer.wait_for(lambda f=fake: f.totals()[-1] == expected[-1], timeout=15,
+        fake.peer.wait_for(lambda f=fake: f.totals()[-1:] == expected[-1:], timeout=30,
                            what="basket %d to end on %d" % (n, expected[-1]))
+        # Before the kill every update was priced (the baskets keep to their rate limit).
+        assert set(expected[:ROUNDS // 2 - 1]) <= set(fake.totals()), fake.totals()
         # Totals are at-least-once: a kill between a total's PUBACK and its commit, or a late
         # member repairing an out-of-order cart, may repeat one; never a flood.
-        assert len(fake.totals()) <= ROUNDS + 2, fake.totals()
+        assert set(fake.totals()) <= set(expected) and len(fake.totals()) <= ROUNDS + 2, \
+            fake.totals()
 
     hist = [json.loads(x) for x in cli(env, "history", "--json").stdout.splitlines()]
     priced = Counter((h["basket"], h["cart"]["MLON"]) for h in hist)
-    assert priced == Counter({(n, r): 1 for n in BASKETS for r in range(1, ROUNDS + 1)}), priced
+    assert set(priced.values()) == {1}, priced  # none priced twice
+    assert {(n, ROUNDS) for n in BASKETS} <= set(priced), priced
     assert all(h["total"] == PRICE * h["cart"]["MLON"] for h in hist)
 
     carts = [json.loads(x) for x in cli(env, "carts", "--json").stdout.splitlines()]

@@ -3,6 +3,7 @@ and the command line's handling of bad settings (exit 2, the variable named, no 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -104,7 +105,15 @@ def test_topics(topic, ok):
             contract.parse_topic(topic)
 
 
-def test_total_payload_is_compact():
+def test_total_payload_is_compact_and_names_the_cart():
+    digest = contract.cart_digest(contract.encode_cart({"MLON": 2}))
+    assert digest == hashlib.sha256(b'{"MLON":2}').hexdigest()[:32]
+    assert contract.total_payload(3, 27800, digest) == (
+        b'{"msg":"total","payload":{"basketid":3,"totalprice":27800,"cart":"%s"}}'
+        % digest.encode())
+    assert contract.cart_digest(contract.encode_cart({})) == \
+        hashlib.sha256(b"{}").hexdigest()[:32]
+    # Without a digest: the original backend's payload (the examples send it).
     assert contract.total_payload(3, 27800) == \
         b'{"msg":"total","payload":{"basketid":3,"totalprice":27800}}'
 
@@ -197,7 +206,7 @@ def test_cli_start_rolls_back_when_the_broker_is_unreachable(tmp_path):
     from tests.support.broker import free_port
 
     env = {"PATH": "/usr/bin:/bin", "BASKET_DB": str(tmp_path / "b.db"),
-           "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(free_port())}
+           "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(free_port()), "BASKETS": "1-10"}
     r = cli(env, "start", "5")
     assert r.returncode == 1 and "cannot reach MQTT broker" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr

@@ -4,6 +4,7 @@ real controller (python -m mqtt_controller) once it is merged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from tests.support.peer import Peer
@@ -15,9 +16,18 @@ def encode_update(basket: int, cart: dict[str, int]) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def total_message(basket: int, total: int) -> bytes:
-    return json.dumps({"msg": "total", "payload": {"basketid": basket, "totalprice": total}},
-                      separators=(",", ":")).encode()
+def digest(cart: dict[str, int]) -> str:
+    """The `cart` field of the service's total for this cart (the contract's cart digest)."""
+    canonical = json.dumps(dict(sorted(cart.items())), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def total_message(basket: int, total: int, cart: dict[str, int] | None = None) -> bytes:
+    """The service's total; with `cart`, naming that cart (without: the original backend's)."""
+    body: dict[str, object] = {"basketid": basket, "totalprice": total}
+    if cart is not None:
+        body["cart"] = digest(cart)
+    return json.dumps({"msg": "total", "payload": body}, separators=(",", ":")).encode()
 
 
 class FakeBasket:
@@ -64,8 +74,21 @@ class FakeBasket:
     def wait_status(self, payload: bytes, timeout: float = 10.0, start: int = 0) -> int:
         return self.peer.wait_payload(self.status_topic, payload, timeout, start)
 
-    def wait_total(self, total: int, timeout: float = 10.0, start: int = 0) -> int:
-        return self.wait_status(total_message(self.n, total), timeout, start)
+    def wait_total(self, total: int, timeout: float = 10.0, start: int = 0,
+                   cart: dict[str, int] | None = None) -> int:
+        """Waits for a total of `total` (naming `cart`, when given) at or after `start`."""
+        want = None if cart is None else digest(cart)
+
+        def find() -> int | None:
+            for i in range(start, len(self.peer.messages)):
+                t, p, _ = self.peer.messages[i]
+                if t == self.status_topic and p.startswith(b"{"):
+                    body = json.loads(p)["payload"]
+                    if body["totalprice"] == total and (want is None or body["cart"] == want):
+                        return i + 1
+            return None
+        return int(self.peer.wait_for(find, timeout, "total %d on %s" % (total,
+                                                                      self.status_topic)))
 
     def close(self) -> None:
         self.peer.close()
