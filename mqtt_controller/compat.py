@@ -115,6 +115,14 @@ def readable(sock, timeout_ms):
     return bool(p.poll(max(0, timeout_ms)))
 
 
+def shutdown_write(sock):
+    """Half-closes a socket (FIN after what was written); MicroPython sockets may lack it."""
+    try:
+        sock.shutdown(1)  # SHUT_WR
+    except (OSError, AttributeError):
+        pass
+
+
 def set_nodelay(sock):
     # IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP; MicroPython lacks the names.
     try:
@@ -146,15 +154,65 @@ def rename(src, dst):
         os.rename(src, dst)
 
 
-def on_terminate(handler):
-    """Calls handler() on SIGTERM (CPython); MicroPython has no signals (SIGINT still raises
-    KeyboardInterrupt there)."""
-    try:
+class StopSignals:
+    """CPython: SIGTERM and SIGINT call handler() (which only sets a flag: nothing is raised in
+    the middle of a read) and wake the loop's poll() through a pipe given to
+    signal.set_wakeup_fd; register this object in the poller, drain() it when it is readable.
+    MicroPython has no signal module: `active` is False, and there Ctrl-C raises
+    KeyboardInterrupt as usual (a SIGTERM ends the process like a power cut)."""
+
+    def __init__(self, handler):
+        self.active = False
+        self._fds = None
+        self._old = None
+        try:
+            import os
+            import signal
+        except ImportError:
+            return
+        try:
+            r, w = os.pipe()
+        except (AttributeError, OSError):
+            return
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        try:
+            old_fd = signal.set_wakeup_fd(w)
+            self._old = (old_fd, signal.signal(signal.SIGTERM, lambda n, f: handler()),
+                         signal.signal(signal.SIGINT, lambda n, f: handler()))
+        except ValueError:  # not the main thread: no signals here
+            os.close(r)
+            os.close(w)
+            return
+        self._fds = (r, w)
+        self.active = True
+
+    def fileno(self):
+        return self._fds[0]
+
+    def drain(self):
+        import os
+
+        try:
+            while os.read(self._fds[0], 64):
+                pass
+        except OSError:
+            pass
+
+    def close(self):
+        """Gives the signals back to what handled them before."""
+        if not self.active:
+            return
+        import os
         import signal
-    except ImportError:
-        return False
-    signal.signal(signal.SIGTERM, lambda signum, frame: handler())
-    return True
+
+        old_fd, term, intr = self._old
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGTERM, term or signal.SIG_DFL)  # None: not set from Python
+        signal.signal(signal.SIGINT, intr or signal.SIG_DFL)
+        for fd in self._fds:
+            os.close(fd)
+        self.active = False
 
 
 class NonBlockingReader:

@@ -1,6 +1,7 @@
 # The basket's state machine, pure: commands and item events in; what to publish, persist and
-# show out. The runtime asks `take_update()` / `take_dirty()` after each loop turn, so several
-# events in one turn give one update. Log lines are queued in `notes` for the runtime to print.
+# show out. The runtime asks `pending_update()` / `take_update()` / `take_dirty()` after each
+# loop turn, so several events in one turn give one update (and the runtime paces item-driven
+# ones). Log lines are queued in `notes` for the runtime to print.
 from mqtt_controller import protocol
 from mqtt_controller.cart import Cart, CartError, parse_item_line
 
@@ -8,18 +9,32 @@ IDLE = "idle"
 SHOPPING = "shopping"
 MAX_NOTES = 32
 
+# pending_update(): nothing to publish, an item-driven update (the runtime may pace it), or one
+# caused by a command or a reconnect (goes at once).
+NONE = 0
+PACED = 1
+NOW = 2
+
 
 class Controller:
     def __init__(self, basket_id, state=IDLE, items=None, total=None):
         self.basket_id = basket_id
         self.state = state if state in (IDLE, SHOPPING) else IDLE
-        self.cart = Cart(items if self.state == SHOPPING else None)
-        self.total = total if protocol.is_int(total) and total >= 0 else None
+        self.cart = Cart(items if self.state == SHOPPING else None)  # raises CartError
+        # The total shown: only ever one for the cart held now (a restored one was saved with
+        # its cart: any cart change clears it), never while idle.
+        self.total = None
+        if self.state == SHOPPING and protocol.is_int(total) and total >= 0:
+            self.total = total
+        # True once a total for the current cart arrived (a total without `cart` counts too):
+        # until then the runtime re-publishes the update now and then.
+        self.confirmed = self.total is not None
         self.counters = {"commands": 0, "rejected_commands": 0, "items": 0,
-                         "rejected_items": 0, "ignored_items": 0}
+                         "rejected_items": 0, "ignored_items": 0, "stale_totals": 0}
         self.notes = []  # (level, text) for the runtime's logger
-        self._update = False
+        self._update = NONE
         self._dirty = False
+        self._digest = None  # cart_digest() of the cart, computed when first asked for
 
     # -- inputs -------------------------------------------------------------------------------
     def command(self, payload):
@@ -36,25 +51,50 @@ class Controller:
             else:
                 self.state = SHOPPING
                 self.cart.clear()
-                self.total = None
-                self._dirty = True
+                self._cart_changed()
                 self._note("info", "session started")
-            self._update = True
+            self._update = NOW
         elif cmd == protocol.END:
             if self.state == IDLE:
                 self._note("info", "end while idle: ignored")
                 return cmd
             self.state = IDLE
             self.cart.clear()
-            self.total = None
-            self._update = True
-            self._dirty = True
+            self._cart_changed()
+            self._update = NOW
             self._note("info", "session ended")
         else:
-            self.total = arg
-            self._dirty = True
-            self._note("info", "TOTAL %s KRW" % group_thousands(arg))
+            self._total(arg[0], arg[1])
         return cmd
+
+    def _total(self, price, cart):
+        if self.state != SHOPPING:
+            self._note("info", "total %s KRW while idle: not shown" % group_thousands(price))
+            return
+        if cart is not None and cart != self.digest():
+            self.counters["stale_totals"] += 1
+            self._note("info", "stale total %s KRW for cart %s ignored (#%d): this cart is %s"
+                       % (group_thousands(price), protocol.short(cart, 32),
+                          self.counters["stale_totals"], self.digest()))
+            return
+        self.confirmed = True
+        if price != self.total:
+            self.total = price
+            self._dirty = True
+        self._note("info", "TOTAL %s KRW" % group_thousands(price))
+
+    def digest(self):
+        """cart_digest() of the cart held now; computed once per cart change."""
+        if self._digest is None:
+            self._digest = protocol.cart_digest(self.cart.items)
+        return self._digest
+
+    def _cart_changed(self):
+        # The total shown was for the old cart: hidden until one for this cart arrives.
+        self.total = None
+        self.confirmed = False
+        self._digest = None
+        self._dirty = True
 
     def reject_command(self, why):
         self.counters["rejected_commands"] += 1
@@ -82,8 +122,9 @@ class Controller:
             return False
         self.counters["items"] += 1
         if changed:
-            self._update = True
-            self._dirty = True
+            self._cart_changed()
+            if self._update == NONE:
+                self._update = PACED
         return changed
 
     def _reject_item(self, e):
@@ -91,15 +132,19 @@ class Controller:
         self._note("warning", "item rejected (#%d): %s" % (self.counters["rejected_items"], e))
 
     def resync(self):
-        """After a (re)connect the current cart is published again."""
-        self._update = True
+        """After a (re)connect the current cart is published again, at once."""
+        self._update = NOW
 
     # -- outputs ------------------------------------------------------------------------------
+    def pending_update(self):
+        """NONE, PACED (only items changed the cart since the last update) or NOW."""
+        return self._update
+
     def take_update(self):
-        """The update payload to publish now, or None when nothing changed since the last one."""
-        if not self._update:
+        """The update payload to publish, or None when nothing changed since the last one."""
+        if self._update == NONE:
             return None
-        self._update = False
+        self._update = NONE
         return protocol.encode_update(self.basket_id, self.cart.items)
 
     def take_dirty(self):
@@ -113,7 +158,8 @@ class Controller:
         return {"state": self.state, "list": self.cart.snapshot(), "total": self.total}
 
     def view(self):
-        """What a display shows: (state, basket_id, item_count, total or None)."""
+        """What a display shows: (state, basket_id, item_count, total or None); the total is
+        one for the cart held now, and None while idle."""
         return (self.state, self.basket_id, self.cart.count(), self.total)
 
     def take_notes(self):

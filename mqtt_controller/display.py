@@ -1,9 +1,10 @@
-# What the basket shows: its number when idle, the item count while shopping, and the total once
-# the service sent it. A console display (default) and a 16x2 LCD (lcd.py) behind one interface.
+# What the basket shows: its number and `ready` when idle, the item count while shopping, and the
+# total once the service sent one for the cart held now. A console display (default) and a 16x2
+# LCD (lcd.py) behind one interface.
 #
 # Display interface: render(view) where view = (state, basket_id, item_count, total): state
-# "idle" or "shopping", total an int in won or None (the runtime clears it on `end`). Only
-# changes are output. render() never raises; close().
+# "idle" or "shopping", total an int in won or None (the controller clears it on every cart
+# change; it is never shown while idle). Only changes are output. render() never raises; close().
 # open_display(spec): "console" (default, one stdout line per change, e.g.
 # "[display] basket 1 | 3 items | TOTAL 15,000 KRW") or "lcd:BUS:ADDR[:SDA:SCL]" (e.g.
 # "lcd:1:0x27" on the Pi, "lcd:0:0x27:21:22" on an ESP32); bad spec -> ValueError naming DISPLAY.
@@ -34,11 +35,9 @@ def unpack(view):
 
 def console_text(view):
     shopping, basket, count, total = unpack(view)
-    parts = ["[display] basket %s" % basket]
-    if shopping:
-        parts.append(items_text(count))
-    elif total is None:
-        parts.append("ready")
+    if not shopping:  # never a total while idle: it would only be an old one
+        return "[display] basket %s | ready" % basket
+    parts = ["[display] basket %s" % basket, items_text(count)]
     if total is not None:
         parts.append(total_text(total, 40))
     return " | ".join(parts)

@@ -146,9 +146,10 @@ def lcd_lines(view):
         right = "#%s" % basket
         pad = 16 - len(left) - len(right)
         top = left + " " * pad + right if pad >= 1 else left
-    else:
+        bottom = total_text(total) if total is not None else ""
+    else:  # idle: never a total (it could only be an old one)
         top = "BASKET %s" % basket
-    bottom = total_text(total) if total is not None else ""
+        bottom = "READY"
     return top[:16], bottom
 
 

@@ -6,7 +6,7 @@ import select
 import socket
 
 from mqtt_controller import compat, packet
-from mqtt_controller.compat import ticks_diff, ticks_ms
+from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
 from mqtt_controller.packet import MQTTException
 
 MAX_INFLIGHT = 8
@@ -14,6 +14,7 @@ _MAX_STRAY_PINGRESP = 3
 _READ_CHUNK = 1024
 _READ_PACKETS = 32  # packets per _read(): the rest waits in the socket (a flood of tiny packets)
 _WRITE_TIMEOUT_MS = 10000
+_DRAIN_MS = 200  # after DISCONNECT: how long to wait for the broker to close
 
 
 class MQTTClient(packet.KeepaliveMixin):
@@ -104,13 +105,35 @@ class MQTTClient(packet.KeepaliveMixin):
         return self.sock is not None
 
     def disconnect(self):
-        """Says goodbye (the will is not sent) and closes the link."""
+        """Says goodbye (the will is not sent) and closes the link once the broker has."""
         if self.sock is not None:
             try:
                 self._write(packet.disconnect())
+                self._drain_to_eof()
             except OSError:
                 pass
         self.close()
+
+    def _drain_to_eof(self):
+        # Closing a socket with unread bytes in it (a flood of commands) sends a TCP RST, and
+        # the broker may then drop the DISCONNECT before it reads it and send the will. So:
+        # half-close, read (and discard: never acknowledged, delivered again) until the broker
+        # closes, briefly.
+        sock = self.sock
+        compat.shutdown_write(sock)
+        deadline = ticks_add(ticks_ms(), _DRAIN_MS)
+        while True:
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0 or not compat.readable(sock, left):
+                return
+            try:
+                data = sock.recv(_READ_CHUNK)
+            except OSError as e:
+                if compat.would_block(e):
+                    continue
+                return
+            if data is not None and not data:
+                return
 
     def close(self):
         self._fault = None
@@ -280,6 +303,11 @@ class MQTTClient(packet.KeepaliveMixin):
         elif kind == packet.CONNACK:
             raise MQTTException("unexpected CONNACK")
         # UNSUBACK: never asked for; ignored
+
+    def drop_acks(self):
+        """The messages service() handed over were not handled (the basket is stopping): they
+        stay unacknowledged, and the broker delivers them again."""
+        self._acks = b""
 
     def send_acks(self):
         """Acknowledges the messages service() handed over (at least once: a link lost before

@@ -1,12 +1,16 @@
 # The wire contract, pure: status commands in, update payloads out. No I/O.
 # Commands: `start` / `end` as text or {"msg":...}; totals as
-# {"msg":"total","payload":{"basketid":<int>,"totalprice":<int>}} with keys in any case.
+# {"msg":"total","payload":{"basketid":<int>,"totalprice":<int>,"cart":"<hex>"}} with keys in
+# any case, `cart` optional (the digest of the cart priced; the original backend sends none).
+import binascii
+import hashlib
 import json
 
 from mqtt_controller.compat import const
 
 MAX_COMMAND = const(512)  # bytes; a status command is a few dozen
 MAX_CODE_LEN = const(32)
+MAX_DIGEST = const(64)  # characters of a total's `cart`; ours are 32
 
 START = "start"
 END = "end"
@@ -50,7 +54,8 @@ def short(payload, n=60):
 
 
 def parse_command(payload, basket_id):
-    """Returns (START, None), (END, None) or (TOTAL, price); raises Rejected for anything else."""
+    """Returns (START, None), (END, None) or (TOTAL, (price, cart)), cart the digest string the
+    total names or None; raises Rejected for anything else."""
     if len(payload) > MAX_COMMAND:
         raise Rejected("oversized command (%d bytes)" % len(payload))
     try:
@@ -91,14 +96,27 @@ def parse_command(payload, basket_id):
         raise Rejected("total with a non-integer totalprice")
     if price < 0:
         raise Rejected("total with a negative totalprice (%d)" % price)
-    return TOTAL, price
+    cart = body.get("cart")
+    if "cart" in body and (not isinstance(cart, str) or len(cart) > MAX_DIGEST):
+        raise Rejected("total with a bad cart (not a string of at most %d characters)"
+                       % MAX_DIGEST)
+    return TOTAL, (price, cart)
+
+
+def encode_list(items):
+    """The `list` of an update, compact with codes sorted: b'{"APPL":1,"MLON":2}', b'{}'."""
+    codes = sorted(items)
+    return ("{%s}" % ",".join(['"%s":%d' % (c, items[c]) for c in codes])).encode()
 
 
 def encode_update(basket_id, items):
     """Compact update JSON with codes sorted, byte-identical on every interpreter."""
-    codes = sorted(items)
-    parts = ['"%s":%d' % (c, items[c]) for c in codes]
-    return ('{"id":%d,"list":{%s}}' % (basket_id, ",".join(parts))).encode()
+    return b'{"id":%d,"list":' % basket_id + encode_list(items) + b"}"
+
+
+def cart_digest(items):
+    """The cart a total names: the first 32 hex characters of SHA-256 over encode_list(items)."""
+    return binascii.hexlify(hashlib.sha256(encode_list(items)).digest())[:32].decode()
 
 
 def basket_id_from_topic(topic):

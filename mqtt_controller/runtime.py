@@ -1,24 +1,41 @@
 # The imperative shell: one loop that sleeps in poll() on the broker link and the item sources,
-# feeds the controller, and publishes, persists and displays what it decides. The link is
+# feeds the controller, and persists, publishes and displays what it decides. The link is
 # reconnected forever with exponential back-off and jitter; only a signal stops the loop.
+# Timing lives here: item-driven updates are paced, an update no total answered is re-published,
+# a state write the disk refused is retried, each with its own back-off.
 import select
 
 from mqtt_controller import compat, log, store
+from mqtt_controller.cart import CartError
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
-from mqtt_controller.controller import SHOPPING, Controller
+from mqtt_controller.controller import NONE, NOW, SHOPPING, Controller
 from mqtt_controller.packet import MQTTException
 
 BACKOFF_FIRST_MS = 1000
 BACKOFF_CAP_MS = 30000
 STABLE_MS = 10000  # a link that stayed up this long resets the back-off
 MAX_WAIT_MS = 60000
+UPDATE_GAP_MS = 200  # item-driven updates at most 5 a second (the newest cart wins)
+CONFIRM_FIRST_MS = 3000  # no total for the cart this long after its update: publish it again
+CONFIRM_CAP_MS = 60000
+SAVE_FIRST_MS = 1000  # a refused state write is retried after 1 s, 2 s ... 30 s
+SAVE_CAP_MS = 30000
+
+
+def doubling(first, cap, attempt):
+    """first << attempt, capped: the one back-off rule (0-based attempt)."""
+    return min(first << min(attempt, 8), cap)
 
 
 def backoff_ms(attempt):
     """Delay before retry `attempt` (0-based): 0.5-1 s, 1-2 s, 2-4 s ... capped at 15-30 s."""
-    d = BACKOFF_FIRST_MS << min(attempt, 5)
-    d = min(d, BACKOFF_CAP_MS)
+    d = doubling(BACKOFF_FIRST_MS, BACKOFF_CAP_MS, attempt)
     return d // 2 + compat.random_below(d // 2 + 1)
+
+
+def _left(due, now):
+    """ms until ticks `due` (0 when past)."""
+    return max(0, ticks_diff(due, now))
 
 
 class Runtime:
@@ -28,13 +45,7 @@ class Runtime:
         self.update_topic = cfg.topic + "/update"
         self.avail_topic = cfg.topic + "/availability"
         if controller is None:
-            controller = Controller(cfg.basket_id)
-            saved = store.load(cfg.state_file)
-            if saved:
-                controller = Controller(cfg.basket_id, saved["state"], saved.get("list"),
-                                        saved.get("total"))
-                log.info("restored %s state with %d item(s) from %s", controller.state,
-                         controller.cart.count(), cfg.state_file)
+            controller = restore(cfg)
         self.controller = controller
         self.sources = [s for s in (sources or []) if s is not None]
         self.display = display
@@ -59,25 +70,40 @@ class Runtime:
         self._registered = []
         self._active = None
         self._view = None
+        self._signals = None  # compat.StopSignals while run() runs
+        # Pacing: when the last update went out (the first item-driven one may go at once).
+        self._sent_at = ticks_add(ticks_ms(), -UPDATE_GAP_MS)
+        # Convergence: the last update published, when to publish it again if no total for its
+        # cart arrives, and how many times it was re-published already.
+        self._last = None
+        self._confirm_due = None
+        self._confirm_tries = 0
+        # Persist-then-publish: a state the disk refused, retried from _save_due; no update
+        # goes out while it waits.
+        self._unsaved = None
+        self._save_due = None
+        self._save_failures = 0
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self):
-        """Runs until stop() or KeyboardInterrupt; then says offline and disconnects cleanly."""
-        compat.on_terminate(self._on_signal)
+        """Runs until stop(), a SIGTERM / SIGINT (CPython) or KeyboardInterrupt (MicroPython's
+        Ctrl-C); then says offline and disconnects cleanly."""
+        signals = compat.StopSignals(self.stop)
+        self._signals = signals if signals.active else None  # None: MicroPython
         try:
             self._flush()
             while not self.stopping:
                 self.step(MAX_WAIT_MS)
+            log.info("stopping")
         except KeyboardInterrupt:
             log.info("interrupted")
         finally:
             self.shutdown()
-
-    def _on_signal(self):
-        self.stopping = True
-        raise KeyboardInterrupt
+            signals.close()
+            self._signals = None
 
     def stop(self):
+        """Asks the loop to stop after this turn (safe from a signal handler: only a flag)."""
         self.stopping = True
 
     def step(self, max_wait_ms):
@@ -92,6 +118,8 @@ class Runtime:
         for ev in events:
             if sock is not None and compat.polled(ev, sock):
                 readable = True
+            elif self._signals is not None and compat.polled(ev, self._signals):
+                self._signals.drain()  # stop() was called: this turn still finishes
         now = ticks_ms()
         for src in self.sources:
             try:
@@ -129,15 +157,22 @@ class Runtime:
             if nxt is not None:
                 wait = min(wait, nxt)
         else:
-            wait = min(wait, max(0, ticks_diff(self.next_attempt, now)))
+            wait = min(wait, _left(self.next_attempt, now))
         for src in self.sources:
             nxt = src.next_ms(now)
             if nxt is not None:
                 wait = min(wait, nxt)
+        if self._unsaved is not None:  # only while a failure streak lasts: see _flush()
+            wait = min(wait, _left(self._save_due, now))
+        nxt = self._publish_in(now)
+        if nxt is not None:
+            wait = min(wait, nxt)
         return max(0, wait)
 
     def _sync_pollables(self):
         want = []
+        if self._signals is not None:
+            want.append(self._signals)
         if self.connected and self.client.sock is not None:
             want.append(self.client.sock)
         for src in self.sources:
@@ -196,28 +231,41 @@ class Runtime:
 
     # -- outputs ------------------------------------------------------------------------------
     def _flush(self):
-        # Order: persist, then publish (a restart never goes back behind what the broker saw),
-        # then the log lines and the display, which need not delay the update.
+        # Order: persist, then publish (strictly: no update goes out before its state is on
+        # disk, so a restart never goes back behind what the broker holds), then the log lines
+        # and the display, which need not delay the update.
         c = self.controller
+        now = ticks_ms()
         state = c.take_dirty()
         if state is not None:
-            store.save(self.cfg.state_file, state)
+            self._unsaved = state  # the newest state replaces one still waiting
+        if self._unsaved is not None and (not self._save_failures
+                                          or ticks_diff(now, self._save_due) >= 0):
+            self._save(now)
         shopping = c.state == SHOPPING
         if shopping != self._active:
             self._active = shopping
             for src in self.sources:
                 src.set_active(shopping)
-        if self.connected:
+        if c.confirmed:  # a total for this cart came: the next cart starts from 3 s again
+            self._confirm_tries = 0
+        payload = None
+        if self._publish_in(now) == 0:
             payload = c.take_update()
-            if payload is not None:
-                try:
-                    self.client.publish(self.update_topic, payload, retain=True, qos=1)
-                except (OSError, MQTTException) as e:
-                    c.resync()
-                    self._lost(e)
-                    payload = None
-        else:
-            payload = None
+            again = payload is None
+            if again:  # no total for the cart: the same update once more
+                payload = self._last
+                self._confirm_tries += 1
+            elif payload != self._last:
+                self._confirm_tries = 0  # a new cart: its own back-off
+            try:
+                self.client.publish(self.update_topic, payload, retain=True, qos=1)
+            except (OSError, MQTTException) as e:
+                c.resync()
+                self._lost(e)
+                payload = None
+            else:
+                self._sent(payload, now, again)
         for level, text in c.take_notes():
             getattr(log, level)(text)
         if payload is not None:
@@ -231,14 +279,69 @@ class Runtime:
                 log.error("display failed, switching it off: %r", e)
                 self.display = None
 
+    def _publish_in(self, now):
+        """ms until an update is due (0: now), or None when none is: one rule for _flush() and
+        the poll timeout. Nothing is due while offline or while a state write waits."""
+        if not self.connected or self._unsaved is not None:
+            return None
+        c = self.controller
+        kind = c.pending_update()
+        if kind == NOW:
+            return 0
+        if kind != NONE:  # item-driven: paced
+            since = ticks_diff(now, self._sent_at)
+            return UPDATE_GAP_MS - since if 0 <= since < UPDATE_GAP_MS else 0
+        if self._confirm_due is not None and c.state == SHOPPING and not c.confirmed:
+            return _left(self._confirm_due, now)
+        return None
+
+    def _sent(self, payload, now, again):
+        self._sent_at = now
+        self._last = payload
+        self._confirm_due = None
+        c = self.controller
+        if c.state == SHOPPING and not c.confirmed:
+            wait = doubling(CONFIRM_FIRST_MS, CONFIRM_CAP_MS, self._confirm_tries)
+            self._confirm_due = ticks_add(now, wait)
+            if again:
+                log.info("no total for the cart yet: update re-published (#%d; next in %d s)",
+                         self._confirm_tries, wait // 1000)
+
+    def _save(self, now):
+        path = self.cfg.state_file
+        try:
+            store.save(path, self._unsaved)
+        except OSError as e:
+            self._save_failures += 1
+            delay = doubling(SAVE_FIRST_MS, SAVE_CAP_MS, self._save_failures - 1)
+            self._save_due = ticks_add(now, delay)
+            if self._save_failures == 1:  # once per streak: a full disk must not flood the log
+                log.error("cannot write state file %s: %s; updates wait until it is written "
+                          "(retrying, 1 s to 30 s apart)", path, e)
+            return
+        if self._save_failures:
+            log.info("state file %s written after %d failed attempt(s)", path,
+                     self._save_failures)
+        self._save_failures = 0
+        self._unsaved = None
+
     def shutdown(self):
         """Says offline, disconnects cleanly (the will is not sent), closes the sources."""
+        if self._unsaved is not None:  # one last try
+            self._save(ticks_ms())
         if self.connected:
             try:
+                # Anything handed over and not acknowledged yet was not handled (Ctrl-C mid-turn
+                # on MicroPython): the broker delivers it again; publish() would ack it.
+                self.client.drop_acks()
                 self.client.publish(self.avail_topic, b"offline", retain=True, qos=1)
                 deadline = ticks_add(ticks_ms(), 1000)
                 while self.client.inflight and ticks_diff(deadline, ticks_ms()) > 0:
-                    self.client.poll(max(0, ticks_diff(deadline, ticks_ms())))
+                    # Commands read while waiting for the PUBACK are not handled any more:
+                    # left unacknowledged, the broker delivers them at the next start.
+                    self.client.service(compat.readable(self.client.sock,
+                                                        _left(deadline, ticks_ms())))
+                    self.client.drop_acks()
             except (OSError, MQTTException):
                 pass
             self.client.disconnect()
@@ -249,9 +352,25 @@ class Runtime:
             except Exception:
                 pass
         c = self.controller.counters
-        log.info("stopped; commands %d (rejected %d), items %d (rejected %d, ignored %d)",
-                 c["commands"], c["rejected_commands"], c["items"], c["rejected_items"],
-                 c["ignored_items"])
+        log.info("stopped; commands %d (rejected %d, stale totals %d), items %d (rejected %d, "
+                 "ignored %d)", c["commands"], c["rejected_commands"], c["stale_totals"],
+                 c["items"], c["rejected_items"], c["ignored_items"])
+
+
+def restore(cfg):
+    """The controller from CART_STATE_FILE: idle (with a warning) when the file is missing,
+    corrupt or holds entries out of range; a bad file never stops the basket."""
+    saved = store.load(cfg.state_file)
+    if not saved:
+        return Controller(cfg.basket_id)
+    try:
+        c = Controller(cfg.basket_id, saved["state"], saved.get("list"), saved.get("total"))
+    except CartError as e:
+        log.warning("state file %s holds a bad cart (%s); starting idle", cfg.state_file, e)
+        return Controller(cfg.basket_id)
+    log.info("restored %s state with %d item(s) from %s", c.state, c.cart.count(),
+             cfg.state_file)
+    return c
 
 
 def build(get=None):

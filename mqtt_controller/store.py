@@ -25,16 +25,21 @@ def load(path):
 
 
 def save(path, state):
-    """Writes the state atomically; returns False (logged) when the disk refuses."""
+    """Writes the state atomically; raises OSError when the disk refuses (the runtime retries,
+    and publishes nothing until the write lands)."""
     if not path:
-        return True
+        return
     tmp = path + ".tmp"
     try:
         with open(tmp, "w") as f:
             f.write(json.dumps(state))
             compat.fsync(f)
         compat.rename(tmp, path)
-        return True
-    except OSError as e:
-        log.error("cannot write state file %s: %s", path, e)
-        return False
+    except OSError:
+        try:
+            import os
+
+            os.remove(tmp)  # a half-written temp file would only take more of a full disk
+        except (ImportError, AttributeError, OSError):
+            pass
+        raise

@@ -164,6 +164,9 @@ class UMQTTClient(packet.KeepaliveMixin):
     def _work_waiting(self):
         return bool(self._queue)
 
+    def drop_acks(self):  # too late: umqtt.simple acknowledged them as it read them
+        pass
+
     def send_acks(self):  # umqtt.simple acknowledges each message as it reads it
         pass
 

@@ -138,7 +138,7 @@ json_values = st.recursive(
                                                                  max_size=4),
     max_leaves=12)
 keys = st.sampled_from(["msg", "MSG", "Msg", "payload", "PayLoad", "basketid", "BasketId",
-                        "totalprice", "TotalPrice", "x"])
+                        "totalprice", "TotalPrice", "cart", "Cart", "x"])
 command_like = st.recursive(
     st.sampled_from(["start", "end", "total", " START ", "End"]) | st.integers() | st.none(),
     lambda inner: st.dictionaries(keys, inner, max_size=4), max_leaves=8)
@@ -153,7 +153,12 @@ def test_parse_command_on_arbitrary_bytes_only_rejects(payload: bytes) -> None:
     except Rejected:
         return
     assert cmd in (protocol.START, protocol.END, protocol.TOTAL)
-    assert arg is None or (protocol.is_int(arg) and arg >= 0)
+    if cmd == protocol.TOTAL:
+        price, cart = arg
+        assert protocol.is_int(price) and price >= 0
+        assert cart is None or (isinstance(cart, str) and len(cart) <= protocol.MAX_DIGEST)
+    else:
+        assert arg is None
 
 
 @given(doc=st.one_of(json_values, command_like), basket=st.integers(0, 999))
@@ -165,7 +170,7 @@ def test_parse_command_on_json_shapes_only_rejects(doc, basket: int) -> None:
         return
     assert cmd in (protocol.START, protocol.END, protocol.TOTAL)
     if cmd == protocol.TOTAL:
-        assert protocol.is_int(arg) and arg >= 0
+        assert protocol.is_int(arg[0]) and arg[0] >= 0
 
 
 def _case(word: str, flips: list[bool]) -> str:
@@ -181,7 +186,7 @@ def test_valid_total_round_trips(basket: int, price: int, flips: list[bool],
                                      _case("totalprice", flips): price}}
     text = json.dumps(doc, separators=(", ", ": ") if spaces else (",", ":")).encode()
     assume(len(text) <= protocol.MAX_COMMAND)
-    assert protocol.parse_command(text, basket) == (protocol.TOTAL, price)
+    assert protocol.parse_command(text, basket) == (protocol.TOTAL, (price, None))
     try:
         protocol.parse_command(text, basket + 1)
     except Rejected as e:

@@ -1,4 +1,5 @@
-from mqtt_controller.controller import IDLE, SHOPPING, Controller
+from mqtt_controller import protocol
+from mqtt_controller.controller import IDLE, NONE, NOW, PACED, SHOPPING, Controller
 
 TOTAL_1 = b'{"msg":"total","payload":{"basketid":1,"totalprice":13900}}'
 
@@ -45,16 +46,104 @@ def test_end_publishes_empty_list_and_goes_idle():
     assert c.state == IDLE
 
 
-def test_total_is_remembered_in_both_states():
+def total(price, cart=None, basket=1):
+    extra = ',"cart":"%s"' % cart if cart is not None else ""
+    return ('{"msg":"total","payload":{"basketid":%d,"totalprice":%d%s}}'
+            % (basket, price, extra)).encode()
+
+
+def test_total_is_shown_while_shopping_never_while_idle():
     c = Controller(1)
-    c.command(TOTAL_1)
-    assert c.total == 13900 and c.state == IDLE
+    assert c.command(TOTAL_1) == "total"  # a command, not a rejection ...
+    assert c.total is None and c.view() == (IDLE, 1, 0, None)  # ... but never shown while idle
+    assert c.counters["rejected_commands"] == 0
+    assert c.take_dirty() is None
     c.command(b"start")
     c.item("MLON")
-    c.command(TOTAL_1)
+    c.command(TOTAL_1)  # no `cart` (the original backend): shown as it comes
     assert c.view() == (SHOPPING, 1, 1, 13900)
     notes = [t for _, t in c.take_notes()]
     assert any("13,900" in t for t in notes), notes
+
+
+def test_a_total_naming_another_cart_is_stale_and_not_shown():
+    c = Controller(1)
+    c.command(b"start")
+    c.item("APPL")
+    c.item("MLON=2")
+    c.take_notes()
+    old = protocol.cart_digest({"APPL": 1})
+    assert c.command(total(900, old)) == "total"
+    assert c.view() == (SHOPPING, 1, 3, None)
+    assert not c.confirmed
+    assert c.counters["stale_totals"] == 1 and c.counters["rejected_commands"] == 0
+    notes = c.take_notes()
+    assert notes and notes[0][0] == "info" and "stale" in notes[0][1], notes
+    c.command(total(4500, "babb60748de7c28f8779ca339e428c99"))  # {"APPL":1,"MLON":2}
+    assert c.view() == (SHOPPING, 1, 3, 4500) and c.confirmed
+    assert c.take_dirty()["total"] == 4500
+
+
+def test_any_cart_change_hides_the_total_until_one_for_the_new_cart():
+    c = Controller(1, SHOPPING, {"MLON": 2}, total=27800)
+    assert c.view() == (SHOPPING, 1, 2, 27800) and c.confirmed
+    c.item("APPL")
+    assert c.view() == (SHOPPING, 1, 3, None) and not c.confirmed
+    c.command(total(27800, protocol.cart_digest({"MLON": 2})))  # the old cart's: stale
+    assert c.view() == (SHOPPING, 1, 3, None)
+    c.command(total(28700, protocol.cart_digest({"APPL": 1, "MLON": 2})))
+    assert c.view() == (SHOPPING, 1, 3, 28700)
+    c.item("-NONE")  # no change: the total stays
+    assert c.view() == (SHOPPING, 1, 3, 28700)
+    c.item("-APPL")
+    assert c.view() == (SHOPPING, 1, 2, None)
+    c.command(TOTAL_1)  # no `cart`: shown, and it counts as confirmation
+    assert c.view() == (SHOPPING, 1, 2, 13900) and c.confirmed
+    c.command(b"end")
+    assert c.view() == (IDLE, 1, 0, None)
+
+
+def test_digest_is_computed_lazily_once_per_cart():
+    calls = []
+    real = protocol.cart_digest
+
+    def counting(items):
+        calls.append(1)
+        return real(items)
+
+    protocol.cart_digest = counting
+    try:
+        c = Controller(1)
+        c.command(b"start")
+        for _ in range(50):
+            c.item("MLON")
+        assert calls == []  # items alone never hash
+        for _ in range(3):
+            c.command(total(5, "00"))
+        assert len(calls) == 1
+        c.item("APPL")
+        c.command(total(5, "00"))
+        assert len(calls) == 2
+    finally:
+        protocol.cart_digest = real
+
+
+def test_item_updates_are_paced_commands_and_resync_are_not():
+    c = Controller(1)
+    assert c.pending_update() == NONE
+    c.command(b"start")
+    assert c.pending_update() == NOW
+    c.take_update()
+    c.item("MLON")
+    assert c.pending_update() == PACED
+    c.resync()
+    assert c.pending_update() == NOW
+    c.take_update()
+    c.item("MLON")
+    c.command(b"start")  # a command in the same turn: the whole update goes at once
+    assert c.pending_update() == NOW
+    assert c.take_update() == b'{"id":1,"list":{"MLON":2}}'
+    assert c.pending_update() == NONE
 
 
 def test_bad_input_is_counted_and_changes_nothing():
@@ -79,6 +168,8 @@ def test_restored_state_is_validated():
     c = Controller(1, SHOPPING, {"MLON": 2}, total=100)
     assert c.view() == (SHOPPING, 1, 2, 100)
     c = Controller(1, "bogus", {"MLON": 2}, total=-3)
+    assert c.view() == (IDLE, 1, 0, None)
+    c = Controller(1, IDLE, None, total=500)  # idle: a saved total is not shown
     assert c.view() == (IDLE, 1, 0, None)
 
 

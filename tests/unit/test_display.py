@@ -22,10 +22,12 @@ def test_total_text_fits_16_columns():
 
 
 def test_lcd_lines():
-    assert lcd.lcd_lines(("idle", 1, 0, None)) == ("BASKET 1", "")
+    assert lcd.lcd_lines(("idle", 1, 0, None)) == ("BASKET 1", "READY")
     assert lcd.lcd_lines(("shopping", 1, 3, None)) == ("3 ITEMS       #1", "")
     assert lcd.lcd_lines(("shopping", 12, 1, 15000)) == ("1 ITEM       #12", "TOTAL 15,000 KRW")
-    assert lcd.lcd_lines(("idle", 1, 0, 15000)) == ("BASKET 1", "TOTAL 15,000 KRW")
+    # Idle never shows a total, not even TOTAL 0 KRW: it could only be an old one.
+    assert lcd.lcd_lines(("idle", 1, 0, 15000)) == ("BASKET 1", "READY")
+    assert lcd.lcd_lines(("idle", 1, 0, 0)) == ("BASKET 1", "READY")
     top, _ = lcd.lcd_lines(("shopping", 123456789, 999, None))
     assert len(top) <= 16
 
@@ -39,6 +41,7 @@ def test_console_display_prints_one_line_per_change():
     d.render(("shopping", 1, 3, None))
     d.render(("shopping", 1, 3, 15000))
     d.render(("idle", 1, 0, None))
+    d.render(("idle", 1, 0, 0))  # idle never shows a total, not even TOTAL 0 KRW
     d.render(None)  # malformed: logged, nothing printed, no exception
     assert out == [
         "[display] basket 1 | ready",
@@ -59,9 +62,10 @@ def test_lcd_display_writes_only_changed_rows():
     d.render(("shopping", 7, 2, None))
     d.render(("shopping", 7, 2, 4500))
     w = [data for _, data in bus.writes[n_init:]]
-    assert len(w) == 4  # idle: both rows; shopping: top row; total: bottom row
-    assert w[0][:4] == byte(0x80) and w[1][:4] == byte(0xC0) and w[3][:4] == byte(0xC0)
-    assert w[3][4:] == b"".join(byte(ord(c), 1) for c in "TOTAL 4,500 KRW ")
+    assert len(w) == 5  # idle: both rows; shopping: both (READY goes); total: bottom row
+    assert w[0][:4] == byte(0x80) and w[1][:4] == byte(0xC0) and w[4][:4] == byte(0xC0)
+    assert w[1][4:] == b"".join(byte(ord(c), 1) for c in "READY           ")
+    assert w[4][4:] == b"".join(byte(ord(c), 1) for c in "TOTAL 4,500 KRW ")
 
 
 def test_missing_lcd_is_survived():

@@ -19,10 +19,31 @@ def test_json_commands():
 def test_total_in_documented_and_spring_forms():
     doc = b'{"msg":"total","payload":{"basketid":1,"totalprice":13900}}'
     spring = b'{"msg":"total","payload":{"basketId":1,"totalPrice":15000}}'
-    assert parse_command(doc, 1) == (TOTAL, 13900)
-    assert parse_command(spring, 1) == (TOTAL, 15000)
+    assert parse_command(doc, 1) == (TOTAL, (13900, None))
+    assert parse_command(spring, 1) == (TOTAL, (15000, None))
     assert parse_command(b'{"Msg":"TOTAL","Payload":{"BASKETID":7,"TOTALPRICE":0}}', 7) == (
-        TOTAL, 0)
+        TOTAL, (0, None))
+
+
+def test_total_names_the_cart_it_priced():
+    t = b'{"msg":"total","payload":{"basketid":1,"totalprice":500,"cart":"%s"}}'
+    digest = "babb60748de7c28f8779ca339e428c99"
+    assert parse_command(t % digest.encode(), 1) == (TOTAL, (500, digest))
+    assert parse_command(b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"CART":"ab"}}',
+                         1) == (TOTAL, (5, "ab"))
+    for bad in (b'1', b'null', b'["x"]', b'"' + b"a" * 65 + b'"'):
+        e = raises(Rejected, parse_command,
+                   b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"cart":%s}}' % bad, 1)
+        assert "cart" in str(e), (bad, str(e))
+
+
+def test_cart_digest_is_the_contract_one():
+    # sha256(b'{"APPL":1,"MLON":2}') and sha256(b'{}'), first 32 hex characters: the same bytes
+    # basket_service.contract.cart_digest(encode_cart(items)) gives, on both interpreters.
+    assert protocol.encode_list({"MLON": 2, "APPL": 1}) == b'{"APPL":1,"MLON":2}'
+    assert protocol.encode_list({}) == b"{}"
+    assert protocol.cart_digest({"MLON": 2, "APPL": 1}) == "babb60748de7c28f8779ca339e428c99"
+    assert protocol.cart_digest({}) == "44136fa355b3678a1146ad16f7e8649e"
 
 
 def test_rejections_say_why():
