@@ -87,7 +87,7 @@ lint: venv
 	$(MAKE) --no-print-directory lint-board
 
 # Benchmarks: never part of `make test` (docs/performance.md). Each appends to bench/RESULTS.md.
-BENCHES ?= roundtrip idle footprint fleet scale reconnect
+BENCHES ?= roundtrip idle footprint fleet scale reconnect flood
 bench: venv mosquitto bench-deps
 	@for b in $(BENCHES); do $(PY) bench/bench_$$b.py || exit 1; done
 

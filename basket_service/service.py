@@ -10,6 +10,7 @@ import heapq
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ CHECKPOINT_S = 0.5
 # bursts of up to TOTALS_BURST; what comes faster is coalesced (the newest cart wins).
 TOTALS_PER_S = 10.0
 TOTALS_BURST = 3.0
+SWITCH_S = 0.0005  # sys.setswitchinterval while serving
 RECONCILE_S = 60.0  # default of the RECONCILE_S setting
 TICK_S = 10.0  # idle lanes are dropped and supersede counts logged this often
 
@@ -59,7 +61,9 @@ class Incoming:
     seq: int = 0
     via: str = ""  # history's `via`; "" = live or retained by the MQTT flag
     since: str | None = None  # a sweep's copy: when the sweep began (store.apply_update)
-    marker: str = ""  # "sweep-start" / "sweep-end": no message, the worker's bookkeeping
+    # "mail": take the topic's mailbox (Service._on_message); "sweep-start" / "sweep-end": no
+    # message, the worker's bookkeeping of sweeps
+    marker: str = ""
 
 
 @dataclass
@@ -135,7 +139,12 @@ class Service:
         self._timers: list[tuple[float, int]] = []
         self._sweeps: Counter[int] = Counter()
         self._superseded = 0
-        self._superseded_by: Counter[int] = Counter()  # since the last tick, for the log
+        # The updates' mailboxes (topic -> newest not yet taken by the worker) and how many
+        # each replaced, under _mlock (paho's thread fills them, the worker empties them).
+        self._mlock = threading.Lock()
+        self._mail: dict[str, Incoming] = {}
+        self._mail_superseded: Counter[str] = Counter()
+        self._superseded_by: Counter[str] = Counter()  # topic -> n since the last tick (log)
         self._next_tick = 0.0
         self._busy_generation = 0
 
@@ -175,9 +184,25 @@ class Service:
             log.warning("MQTT link lost (%s); paho reconnects", rc)
 
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        """Queues the message for the worker. An update waits in the topic's mailbox (one per
+        topic, the newest): one that comes while an older one still waits there replaces it,
+        and the older is acknowledged at once (superseded; the worker never parses it). So a
+        flooding basket has at most one message in the inbox, ahead of nobody."""
         self._seq += 1
-        self.inbox.put(Incoming(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid,
-                                msg.qos, bool(msg.dup), self.generation, self._seq))
+        item = Incoming(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid, msg.qos,
+                        bool(msg.dup), self.generation, self._seq)
+        if not msg.topic.endswith("/update"):
+            self.inbox.put(item)
+            return
+        with self._mlock:
+            old = self._mail.get(msg.topic)
+            self._mail[msg.topic] = item
+            if old is not None:
+                self._mail_superseded[msg.topic] += 1
+        if old is None:
+            self.inbox.put(Incoming(msg.topic, b"", False, marker="mail"))
+        else:
+            self._ack(old)
 
     def _sweep(self, topics: list[str], via: str) -> None:
         """Reads the broker's retained messages on `topics` with a short-lived plain
@@ -231,6 +256,9 @@ class Service:
             conn.close()
 
     def run(self) -> None:
+        # paho's thread holds the GIL while it decodes a burst of messages; the worker waits
+        # for it at most this long (Python's default of 5 ms would be most of a total's time).
+        sys.setswitchinterval(SWITCH_S)
         if self.db.backend == "sqlite":
             self.db.checkpoint_elsewhere()
             threading.Thread(target=self._checkpoints, name="checkpoint", daemon=True).start()
@@ -304,8 +332,18 @@ class Service:
                 ready.add(c.basket)
         work: list[Work] = []
         dropped: list[Work] = []
+        with self._mlock:
+            early, self._mail_superseded = self._mail_superseded, Counter()
+        if early:
+            self._count_superseded(early)
         for item in items:
-            if item.marker:
+            if item.marker == "mail":
+                with self._mlock:
+                    mail = self._mail.pop(item.topic, None)
+                if mail is None:
+                    continue
+                item = mail
+            elif item.marker:
                 self._sweeps[item.seq] += 1 if item.marker == "sweep-start" else -1
                 self._sweeps += Counter()  # drops the finished
                 continue
@@ -373,14 +411,17 @@ class Service:
         with self.client.corked():
             for w in dropped:
                 self._ack(w.item)
-        self.applied["superseded"] += len(dropped)
-        self._superseded += len(dropped)
-        for w in dropped:
-            self._superseded_by[w.basket] += 1
+        self._count_superseded(Counter(w.item.topic for w in dropped))
         if log.isEnabledFor(logging.DEBUG):
             for w in dropped:
                 assert w.update is not None
                 log.debug("basket %d: cart %s superseded", w.basket, w.update.cart)
+
+    def _count_superseded(self, by_topic: Counter[str]) -> None:
+        n = sum(by_topic.values())
+        self.applied["superseded"] += n
+        self._superseded += n  # into the `superseded` counter with the next commit
+        self._superseded_by.update(by_topic)
 
     def _tick(self, clock: float) -> None:
         """Every TICK_S: logs who was coalesced, and forgets idle lanes (nothing in flight or
@@ -389,8 +430,8 @@ class Service:
         if self._superseded_by:
             top, n = self._superseded_by.most_common(1)[0]
             log.info("%d update(s) superseded by a newer cart of their basket in the last"
-                     " %.0f s (basket %d: %d)", sum(self._superseded_by.values()), TICK_S,
-                     top, n)
+                     " %.0f s (%s: %d)", sum(self._superseded_by.values()), TICK_S,
+                     top[:80], n)
             self._superseded_by.clear()
         floor = min(self._sweeps) if self._sweeps else None
         idle = [b for b, ln in self._lanes.items()

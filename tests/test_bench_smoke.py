@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ["roundtrip", "idle", "footprint", "fleet", "scale", "reconnect"]
+BENCHES = ["roundtrip", "idle", "footprint", "fleet", "scale", "reconnect", "flood"]
 
 
 @pytest.mark.timeout(600)  # a loaded machine stretches even the quick runs

@@ -227,3 +227,22 @@ def test_idle_lanes_are_forgotten(rig):
     rig.t += 60
     rig.svc.handle_batch([])
     assert rig.svc._lanes == {}
+
+
+def test_the_mailbox_keeps_one_update_per_basket_in_the_inbox(rig):
+    """paho's thread: an update that comes while an older one of its basket still waits for
+    the worker replaces it, and the older is acknowledged at once (never parsed)."""
+    msgs = [SimpleNamespace(topic="basket/1/update", payload=b'{"id":1,"list":{"MLON":%d}}' % n,
+                            retain=False, mid=n, qos=1, dup=False) for n in range(1, 201)]
+    other = SimpleNamespace(topic="basket/2/update", payload=b'{"id":2,"list":{"MLON":1}}',
+                            retain=False, mid=500, qos=1, dup=False)
+    for m in msgs[:100] + [other] + msgs[100:]:
+        rig.svc._on_message(None, None, m)  # type: ignore[arg-type]
+    assert rig.svc.inbox.qsize() == 2  # one pointer per basket
+    assert rig.client.acked == list(range(1, 200))  # all but basket 1's newest
+    rig.svc.handle_batch([rig.svc.inbox.get_nowait(), rig.svc.inbox.get_nowait()])
+    assert rig.totals(1) == [200 * 13900] and rig.totals(2) == [13900]
+    assert rig.svc.applied["superseded"] == 199
+    rig.confirm_all()
+    rig.svc.handle_batch([])
+    assert store.counters(rig.db)["superseded"] == 199
