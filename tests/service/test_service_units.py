@@ -212,3 +212,14 @@ def test_cli_start_rolls_back_when_the_broker_is_unreachable(tmp_path):
     assert "Traceback" not in r.stderr
     carts = [json.loads(x) for x in cli(env, "carts", "--json").stdout.splitlines()]
     assert [(c["basket"], c["in_use"]) for c in carts] == [(5, False)]
+
+
+def test_reconcile_setting():
+    from basket_service import cli as cli_mod
+
+    assert cli_mod.reconcile_s({}) == 60.0
+    assert cli_mod.reconcile_s({"RECONCILE_S": "0"}) == 0.0
+    assert cli_mod.reconcile_s({"RECONCILE_S": " 5 "}) == 5.0
+    for bad in ("-1", "0.5", "soon", "100000"):
+        with pytest.raises(config.ConfigError, match="RECONCILE_S"):
+            cli_mod.reconcile_s({"RECONCILE_S": bad})
