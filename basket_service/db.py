@@ -102,21 +102,24 @@ class DatabaseError(RuntimeError):
     """The database cannot be reached or used; the message is safe to show."""
 
 
-def _errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [DatabaseError, sqlite3.Error]
+def _errors(operational: bool) -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [DatabaseError]
+    errors.append(sqlite3.OperationalError if operational else sqlite3.Error)
     try:
         import psycopg
 
-        errors.append(psycopg.Error)
+        errors.append(psycopg.OperationalError if operational else psycopg.Error)
     except ImportError:
         pass
     return tuple(errors)
 
 
 # Every error a database operation can raise on either back end (a lost connection, a full
-# disk, a locked or broken file): the service retries on them, the command line and the
-# dashboard report them in one line.
-DB_ERRORS: tuple[type[BaseException], ...] = _errors()
+# disk, a locked or broken file, a constraint): the command line and the dashboard report them
+# in one line. The service retries only on DB_LOST, the operational ones (a lost connection, a
+# locked or full database): an error in the data itself would fail again on every retry.
+DB_ERRORS: tuple[type[BaseException], ...] = _errors(False)
+DB_LOST: tuple[type[BaseException], ...] = _errors(True)
 
 # SQLite's write-ahead log: a checkpoint that restarts it cuts the file back to this size
 # (PRAGMA journal_size_limit), and the service's checkpointer forces a TRUNCATE checkpoint once

@@ -24,7 +24,7 @@ from basket_service import contract, mqttlink, store
 from basket_service.catalog import Product
 from basket_service.config import Settings
 from basket_service.contract import Rejected
-from basket_service.db import DB_ERRORS, WAL_TRUNCATE_BYTES, Database, DatabaseError, now
+from basket_service.db import DB_LOST, WAL_TRUNCATE_BYTES, Database, DatabaseError, now
 
 log = logging.getLogger("basket_service")
 T = TypeVar("T")
@@ -107,7 +107,7 @@ class Service:
         self.generation = 0
         self.rejected: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
-        self.db_errors = DB_ERRORS
+        self.db_errors = DB_LOST
         self.clock: Callable[[], float] = time.monotonic
         # Called (from the worker thread) after each message: the dashboard looks at once.
         self.on_change: Callable[[], None] | None = None

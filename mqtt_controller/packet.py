@@ -25,7 +25,8 @@ REFUSALS = {
     2: "client id rejected",
     3: "server unavailable",
     4: "bad user name or password",
-    5: "not authorized (check MQTT_USER and MQTT_PASSWORD)",  # Mosquitto 2's wrong password
+    # Mosquitto 2: a wrong password, or a client id the login is not bound to (dynsec)
+    5: "not authorized (check MQTT_USER, MQTT_PASSWORD and MQTT_CLIENT_ID)",
 }
 
 

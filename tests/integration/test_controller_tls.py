@@ -82,7 +82,7 @@ def test_wrong_password_against_the_provisioned_broker(interp: str,
     try:
         c.start(wait_connected=False)
         out = c.wait_log("connect attempt 2", timeout=20)
-        assert "not authorized (check MQTT_USER and MQTT_PASSWORD)" in out, out
+        assert "not authorized (check MQTT_USER, MQTT_PASSWORD and MQTT_CLIENT_ID)" in out, out
         assert "wrong-0c7f1e" not in out and "Traceback" not in out
     finally:
         c.close()
