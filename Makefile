@@ -12,25 +12,48 @@ STAMP := $(VENV)/.installed
 	bench bench-deps fuzz soak
 
 help:
-	@echo "make run    - local broker + a basket reading items from this terminal"
-	@echo "make test   - install what the tests need, then run every test"
-	@echo "make lint   - ruff, mypy (host code) and mpy-cross over the controller"
-	@echo "make broker - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
-	@echo "make serve  - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
-	@echo "make deploy PORT=/dev/ttyUSB0 [MPY=1] [UMQTT=1] [CONFIG=file] [CA=file] - flash a basket board"
-	@echo "make deploy-list [MPY=1] [UMQTT=1] - the files deploy copies;  make repl / make reset PORT=..."
-	@echo "make install-pi / uninstall-pi - the basket as a systemd service on a Raspberry Pi (root)"
-	@echo "make web    - the store dashboard beside it on http://127.0.0.1:$(DASHBOARD_PORT)/"
-	@echo "make bench  - benchmarks beside umqtt.simple and paho (BENCH_QUICK=1: smoke run)"
-	@echo "make fuzz   - atheris fuzzing of the packet decoder (FUZZ_SECONDS=600)"
-	@echo "make soak   - soak run with faults (SOAK_MINUTES=10 SOAK_BASKETS=100 SOAK_REAL=10)"
+	@echo "Set-up and everyday use:"
+	@echo "  make run          - local broker + backend + a basket reading items from this terminal (RFID=1: emulated reader)"
+	@echo "  make test         - install what the tests need, then run every test"
+	@echo "  make unit         - the pure unit tests only, under CPython and MicroPython"
+	@echo "  make lint         - ruff, mypy (host code), mpy-cross and lint-board"
+	@echo "  make mpy-check    - mpy-cross compiles every controller module"
+	@echo "  make lint-board   - mypy over the controller against the ESP32 MicroPython stubs"
+	@echo "  make venv         - .venv with the pinned packages and this project (editable, console scripts)"
+	@echo "  make clean        - remove .venv, .run, build and pytest's cache"
+	@echo "  make help         - this list"
+	@echo "Services:"
+	@echo "  make broker       - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
+	@echo "  make serve        - the backend service (settings from MQTT_*, BASKET_DB, DATABASE_URL)"
+	@echo "  make web          - the store dashboard beside it on http://127.0.0.1:$(DASHBOARD_PORT)/"
+	@echo "System packages (Debian's, when missing):"
+	@echo "  make mosquitto    - Mosquitto and its clients"
+	@echo "  make postgres     - PostgreSQL (optional: its tests skip without it)"
+	@echo "  make chromium     - headless Chromium and a Korean font (optional: the browser test)"
+	@echo "Boards:"
+	@echo "  make board-libs   - optional board libraries into lib/ (umqtt.simple, pinned)"
+	@echo "  make deploy PORT=/dev/ttyUSB0 [MPY=1] [UMQTT=1] [CONFIG=file] [CA=file] - flash a basket board"
+	@echo "  make deploy-list [MPY=1] [UMQTT=1] - the files deploy copies"
+	@echo "  make repl PORT=... / make reset PORT=... - the board's REPL / a soft reset"
+	@echo "  make install-pi / make uninstall-pi - the basket as a systemd service on a Raspberry Pi (root)"
+	@echo "Measurements (never part of make test):"
+	@echo "  make bench        - benchmarks beside umqtt.simple and paho (BENCH_QUICK=1: smoke run)"
+	@echo "  make bench-deps   - the profilers and reference client the benchmarks use"
+	@echo "  make footprint    - heap and .mpy size under the MicroPython unix port"
+	@echo "  make fuzz         - atheris fuzzing of the packet decoder (FUZZ_SECONDS=600)"
+	@echo "  make soak         - soak run with faults (SOAK_MINUTES=10 SOAK_BASKETS=100 SOAK_REAL=10)"
 
 venv: $(STAMP)
 
-$(STAMP): requirements-dev.txt requirements-service.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { echo "Python 3.9+ is needed (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
+# The pinned packages, then this project in editable mode without dependencies (the pins are
+# already in): `import mqtt_controller` etc. and the console scripts (basket-service,
+# basket-provision, ...; pyproject.toml) work from any directory. Make's own commands run the
+# tools as `python -m tools.<name>` from here, which needs no install.
+$(STAMP): requirements-dev.txt requirements-service.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 # Mosquitto from Debian's packages when it is missing.
@@ -42,7 +65,7 @@ mosquitto:
 # Development broker in the foreground; credentials in .run/broker/ (see docs/broker.md).
 BROKER_PORT ?= 1883
 broker: venv mosquitto
-	$(PY) tools/dev_broker.py run --port $(BROKER_PORT)
+	$(PY) -m tools.dev_broker run --port $(BROKER_PORT)
 # PostgreSQL server from Debian's packages when it is missing (the service tests start their own
 # throwaway cluster with it; without it those tests skip with a reason).
 postgres:
@@ -64,7 +87,7 @@ web: venv
 
 # The whole system locally; RFID=1 reads an emulated RFID reader instead of this terminal.
 run: venv mosquitto
-	$(PY) tools/run_local.py --port $(BROKER_PORT) --http $(DASHBOARD_PORT) $(if $(filter 1,$(RFID)),--rfid)
+	$(PY) -m tools.run_local --port $(BROKER_PORT) --http $(DASHBOARD_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
 test: venv mosquitto postgres chromium board-libs
 	$(MAKE) --no-print-directory mpy-check
@@ -101,7 +124,7 @@ FUZZ_SECONDS ?= 600
 fuzz: venv
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.txt
 	@mkdir -p .run/fuzz/corpus
-	PYTHONPATH=. $(PY) tests/fuzz/fuzz_packet.py -max_total_time=$(FUZZ_SECONDS) \
+	$(PY) -m tests.fuzz.fuzz_packet -max_total_time=$(FUZZ_SECONDS) \
 	  -artifact_prefix=.run/fuzz/ -print_final_stats=1 .run/fuzz/corpus
 
 # Soak: SOAK_BASKETS baskets for SOAK_MINUTES against one broker, a fault every 30 s through
@@ -110,7 +133,7 @@ SOAK_MINUTES ?= 10
 SOAK_BASKETS ?= 100
 SOAK_REAL ?= 10
 soak: venv mosquitto
-	PYTHONPATH=. $(PY) tests/soak/soak.py --minutes $(SOAK_MINUTES) --baskets $(SOAK_BASKETS) \
+	$(PY) -m tests.soak.soak --minutes $(SOAK_MINUTES) --baskets $(SOAK_BASKETS) \
 	  --real $(SOAK_REAL)
 
 clean:
@@ -124,13 +147,13 @@ DEPLOY_FLAGS = $(if $(filter 1,$(MPY)),--mpy) $(if $(filter 1,$(UMQTT)),--umqtt)
 # Optional board libraries into lib/ (micropython-lib's umqtt.simple, pinned in requirements-board.txt).
 board-libs: lib/umqtt/simple.py
 lib/umqtt/simple.py: requirements-board.txt | $(STAMP)
-	$(PY) tools/board_libs.py
+	$(PY) -m tools.board_libs
 
 deploy-list: venv
-	@$(PY) tools/deploy.py --list $(DEPLOY_FLAGS)
+	@$(PY) -m tools.deploy --list $(DEPLOY_FLAGS)
 
 deploy: venv $(if $(filter 1,$(UMQTT)),board-libs)
-	$(PY) tools/deploy.py --port $(PORT) --config $(CONFIG) $(if $(CA),--ca $(CA)) $(DEPLOY_FLAGS)
+	$(PY) -m tools.deploy --port $(PORT) --config $(CONFIG) $(if $(CA),--ca $(CA)) $(DEPLOY_FLAGS)
 
 repl: venv
 	$(VENV)/bin/mpremote connect $(PORT) repl

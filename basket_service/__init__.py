@@ -1,3 +1,3 @@
 """basket_service: the backend that prices smart-basket carts over MQTT (CPython only)."""
 
-__version__ = "0.1.0"
+from mqtt_controller import __version__ as __version__  # the project's one version

@@ -21,7 +21,8 @@ from basket_service.db import DB_ERRORS, Database, DatabaseError, first_line, op
 from basket_service.mqttlink import LinkError
 
 if TYPE_CHECKING:
-    from basket_service import web as web_types
+    from basket_service.web.access import Access
+    from basket_service.web.server import Dashboard
 
 log = logging.getLogger("basket_service")
 
@@ -120,9 +121,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     svc = Service(settings, db, products, args.share_group, reconcile_s())
     dash = None
     if args.http is not None:
-        from basket_service import web
+        from basket_service.web.access import access_from_env
 
-        dash = start_dashboard(settings, web.access_from_env(args.http_host, args.http))
+        dash = start_dashboard(settings, access_from_env(args.http_host, args.http))
         svc.on_change = dash.hub.poke
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -139,21 +140,21 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def start_dashboard(settings: Settings, access: web_types.Access) -> web_types.Dashboard:
-    from basket_service import web
+def start_dashboard(settings: Settings, access: Access) -> Dashboard:
+    from basket_service.web.server import Dashboard, DashboardError
 
     try:
-        return web.Dashboard(settings, access).start()
-    except web.DashboardError as e:
+        return Dashboard(settings, access).start()
+    except DashboardError as e:
         raise Fail(str(e))
 
 
 def run_web(args: argparse.Namespace, settings: Settings) -> int:
     """`web`: the dashboard alone; it reads the same database and talks to the same broker as
     the service and the other commands."""
-    from basket_service import web
+    from basket_service.web.access import access_from_env
 
-    access = web.access_from_env(args.host, args.port)
+    access = access_from_env(args.host, args.port)
     open_db(settings).close()  # migrate (creates the schema on a first run), and fail early
     dash = start_dashboard(settings, access)
     stop = threading.Event()

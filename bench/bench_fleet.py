@@ -79,11 +79,11 @@ def start_service(broker: Broker, db: Path, work: Path) -> subprocess.Popen:  # 
 def simulate(broker: Broker, baskets: int, rate: float, duration: float, warmup: float,
              work: Path) -> dict:  # type: ignore[type-arg]
     out = work / "sim.json"
-    res = subprocess.run([PYTHON, str(ROOT / "tools" / "simulate.py"), "--provisioned",
+    res = subprocess.run([PYTHON, "-m", "tools.simulate", "--provisioned",
                           str(broker.dir), "--port", str(broker.port), "--baskets", str(baskets),
                           "--rate", str(rate), "--duration", str(duration), "--warmup",
                           str(warmup), "--processes", "2", "--json", str(out)],
-                         capture_output=True, text=True, timeout=duration + 300)
+                         cwd=ROOT, capture_output=True, text=True, timeout=duration + 300)
     if not out.exists():
         raise RuntimeError("simulate failed:\n%s%s" % (res.stdout[-2000:], res.stderr[-2000:]))
     return json.loads(out.read_text())  # type: ignore[no-any-return]

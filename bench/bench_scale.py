@@ -36,10 +36,10 @@ def main() -> int:
             procs = max(1, min(8, n // 2500 + 1))
             hold = float(quick(5, 2))
             sim = subprocess.Popen(
-                [PYTHON, str(ROOT / "tools" / "simulate.py"), "--provisioned", str(broker.dir),
+                [PYTHON, "-m", "tools.simulate", "--provisioned", str(broker.dir),
                  "--port", str(broker.port), "--baskets", str(n), "--rate", "0", "--duration",
                  str(hold + 3), "--warmup", "0", "--processes", str(procs), "--quiet"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             assert sim.stdout is not None
             ready = ""
             for line in sim.stdout:

@@ -30,7 +30,7 @@ def test_bench_script_runs_in_quick_mode(name: str, tmp_path: Path) -> None:
 
 
 def test_simulate_rejects_bad_arguments() -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "simulate.py"), "--provisioned",
-                          "/nonexistent", "--baskets", "0"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "tools.simulate", "--provisioned", "/nonexistent",
+                          "--baskets", "0"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2
     assert "--baskets" in res.stderr

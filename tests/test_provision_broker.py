@@ -507,15 +507,13 @@ def test_hashes_match_mosquitto_ctrl(tmp_path: Path) -> None:
     """The plugin's password format, checked against the plugin's own tool: our PBKDF2 over
     mosquitto_ctrl's salt gives mosquitto_ctrl's hash (and the broker tests log in with ours)."""
     import shutil
-    import sys
 
     ctrl = shutil.which("mosquitto_ctrl")
     if ctrl is None:
         pytest.skip("mosquitto_ctrl is not installed")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     import base64
 
-    import provision as prov
+    from tools import provision as prov
 
     f = tmp_path / "ctrl.json"
     subprocess.run([ctrl, "dynsec", "init", str(f), "admin", "s3cret-pw"], check=True,

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.provisioned import provision, read_env, shared_tmpdir
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import dev_broker  # noqa: E402
-import provision as prov  # noqa: E402
+from tools import dev_broker
+from tools import provision as prov
 
 # --- the basket list parser ---------------------------------------------------------------------
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from mqtt_controller import compat, rfid, yrm100
+from tools.yrm100_emulator import Yrm100Emulator, make_epc
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from yrm100_emulator import Yrm100Emulator, make_epc  # noqa: E402
 
 SETTINGS = {"RFID_CYCLE_MS": "150"}
 
@@ -276,9 +275,9 @@ def test_the_source_under_micropython(emu: Yrm100Emulator, tmp_path: Path) -> No
 
 def test_emulator_command_line(tmp_path: Path) -> None:
     link = str(tmp_path / "cli")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "yrm100_emulator.py"),
-                             "--link", link, "--tag", "MLON=-40", "--tag", "MLON=-45",
-                             "--round-ms", "20"],
+    proc = subprocess.Popen([sys.executable, "-m", "tools.yrm100_emulator", "--link", link,
+                             "--tag", "MLON=-40", "--tag", "MLON=-45", "--round-ms", "20"],
+                            cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:

@@ -47,8 +47,8 @@ def test_sigterm_stops_broker_and_backend_too() -> None:
     out = run / "out.txt"
     with out.open("wb") as f:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tools" / "run_local.py"), "--port", str(port), "--http",
-             str(http)], cwd=ROOT, env=dict(os.environ, RUN_DIR=str(run)),
+            [sys.executable, "-m", "tools.run_local", "--port", str(port), "--http", str(http)],
+            cwd=ROOT, env=dict(os.environ, RUN_DIR=str(run)),
             stdin=subprocess.PIPE, stdout=f, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: b"subscribed to basket/1/status" in out.read_bytes(), 30,

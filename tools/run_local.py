@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dev_broker  # noqa: E402
+from tools import dev_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("RUN_DIR") or ROOT / ".run")  # RUN_DIR: elsewhere (tests)
@@ -151,13 +150,12 @@ def main() -> int:
         os.chmod(RUN / "service.sh", 0o600)
 
         basket_env = dict(os.environ, **read_env(broker.basket_env(1)),
-                          ITEM_SOURCE="stdin", CART_STATE_FILE=str(RUN / "basket-1.state.json"),
-                          PYTHONPATH=str(ROOT))
+                          ITEM_SOURCE="stdin", CART_STATE_FILE=str(RUN / "basket-1.state.json"))
         emulator = None
         if args.rfid:
             link = RUN / "rfid0"
-            emulator = subprocess.Popen([PY, str(ROOT / "tools" / "yrm100_emulator.py"),
-                                         "--link", str(link)], cwd=ROOT)
+            emulator = subprocess.Popen([PY, "-m", "tools.yrm100_emulator", "--link", str(link)],
+                                        cwd=ROOT)
             procs.append(emulator)
             deadline = time.monotonic() + 10
             while not link.exists() and time.monotonic() < deadline:

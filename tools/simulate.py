@@ -24,13 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from basket_service import catalog
+from mqtt_controller import protocol
+from mqtt_controller.mqtt import MQTTClient
+from mqtt_controller.packet import MQTTException
 
-from basket_service import catalog  # noqa: E402
-from mqtt_controller import protocol  # noqa: E402
-from mqtt_controller.mqtt import MQTTClient  # noqa: E402
-from mqtt_controller.packet import MQTTException  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REPORT_S = 0.5
 # Updates per basket still waiting for their total. Past it the oldest counts as unanswered;

@@ -13,7 +13,7 @@ From Python::
 
 From the command line (prints the device path, then takes commands on stdin; `help` lists them)::
 
-    python tools/yrm100_emulator.py --link /tmp/rfid0 --tag MLON=-40 --tag MLON=-45 --tag APPL=-70
+    python -m tools.yrm100_emulator --link /tmp/rfid0 --tag MLON=-40 --tag MLON=-45 --tag APPL=-70
 """
 
 from __future__ import annotations
@@ -27,13 +27,8 @@ import sys
 import threading
 import time
 import tty
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from mqtt_controller import yrm100  # noqa: E402
+from mqtt_controller import yrm100
 
 log = logging.getLogger("yrm100-emulator")
 

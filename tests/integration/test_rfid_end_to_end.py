@@ -3,17 +3,13 @@ a paho peer sees the cart follow the tags: appear, weaken below the threshold, d
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support.controller_proc import Controller
 from tests.support.peer import Peer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from yrm100_emulator import Yrm100Emulator, make_epc  # noqa: E402
+from tools.yrm100_emulator import Yrm100Emulator, make_epc
 
 UPD = "basket/1/update"
 

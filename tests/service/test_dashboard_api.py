@@ -16,9 +16,13 @@ import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from basket_service import catalog, config, contract, store, web
+from basket_service import catalog, config, contract, store
 from basket_service.config import ConfigError
 from basket_service.db import Database, open_db
+from basket_service.web.access import TOKEN_ENV, Access, access_from_env
+from basket_service.web.routes import create_app
+from basket_service.web.schemas import day_bounds
+from basket_service.web.server import Dashboard
 from tests.support.broker import free_port
 from tests.support.fake_basket import FakeBasket
 from tests.support.service_proc import cli, service_env
@@ -60,7 +64,7 @@ def put_cart(d: Database, basket: int, cart: dict[str, int]) -> None:
 
 @pytest.fixture
 def client(env, db) -> Iterator[TestClient]:
-    with TestClient(web.create_app(settings_for(env)), base_url=LOCAL) as c:
+    with TestClient(create_app(settings_for(env)), base_url=LOCAL) as c:
         yield c
 
 
@@ -157,7 +161,7 @@ def test_dashboard_api_operations(client, db, broker, env):
 
 def test_dashboard_api_broker_down(env, db):
     down = settings_for({**env, "MQTT_PORT": str(free_port()), "BASKETS": "1-4"})
-    with TestClient(web.create_app(down), base_url=LOCAL) as c:
+    with TestClient(create_app(down), base_url=LOCAL) as c:
         r = c.post("/api/baskets/3/start")
         assert r.status_code == 502 and "cannot reach MQTT broker" in r.json()["detail"]
         # The session was rolled back, as on the command line.
@@ -166,7 +170,7 @@ def test_dashboard_api_broker_down(env, db):
     # written, the session stays open.
     store.start_session(db, 3)
     put_cart(db, 3, {"MLON": 1})
-    with TestClient(web.create_app(down), base_url=LOCAL) as c:
+    with TestClient(create_app(down), base_url=LOCAL) as c:
         r = c.post("/api/baskets/3/checkout")
         assert r.status_code == 502 and "cannot reach MQTT broker" in r.json()["detail"]
         assert c.get("/api/baskets/3").json()["state"] == "shopping"
@@ -176,7 +180,7 @@ def test_dashboard_api_broker_down(env, db):
 def test_dashboard_database_down(tmp_path):
     settings = settings_for({"BASKET_DB": str(tmp_path / "no" / "such" / "dir" / "x.db")})
     (tmp_path / "no").write_text("a file where a folder should be")
-    with TestClient(web.create_app(settings), base_url=LOCAL) as c:
+    with TestClient(create_app(settings), base_url=LOCAL) as c:
         r = c.get("/api/baskets")
         assert r.status_code == 503 and r.json()["detail"].startswith("database unavailable")
 
@@ -193,21 +197,21 @@ def test_dashboard_never_shows_secrets(env, db, client):
 
 # --- access ---------------------------------------------------------------------------------
 def test_dashboard_access_settings():
-    assert web.access_from_env("127.0.0.1", 8080, {}).token is None
-    assert web.access_from_env("localhost", 8080, {}).token is None
-    assert web.access_from_env("::1", 8080, {}).token is None
+    assert access_from_env("127.0.0.1", 8080, {}).token is None
+    assert access_from_env("localhost", 8080, {}).token is None
+    assert access_from_env("::1", 8080, {}).token is None
     with pytest.raises(ConfigError, match="DASHBOARD_TOKEN"):
-        web.access_from_env("0.0.0.0", 8080, {})
+        access_from_env("0.0.0.0", 8080, {})
     with pytest.raises(ConfigError, match="DASHBOARD_TOKEN"):
-        web.access_from_env("192.0.2.10", 8080, {})
+        access_from_env("192.0.2.10", 8080, {})
     with pytest.raises(ConfigError, match="at least 16"):
-        web.access_from_env("0.0.0.0", 8080, {"DASHBOARD_TOKEN": "short"})
-    a = web.access_from_env("0.0.0.0", 8080, {"DASHBOARD_TOKEN": TOKEN})
+        access_from_env("0.0.0.0", 8080, {"DASHBOARD_TOKEN": "short"})
+    a = access_from_env("0.0.0.0", 8080, {"DASHBOARD_TOKEN": TOKEN})
     assert a.token == TOKEN and a.url == "http://0.0.0.0:8080/"
 
 
 def test_dashboard_token(env, db):
-    with TestClient(web.create_app(settings_for(env), token=TOKEN),
+    with TestClient(create_app(settings_for(env), token=TOKEN),
                     base_url="http://shop-pc.example:8080") as c:
         for path in ("/", "/receipts", "/api/baskets", "/openapi.json", "/docs",
                      "/static/live.js", "/api/events"):
@@ -240,7 +244,7 @@ def test_dashboard_loopback_guards(client):
 
 
 def test_dashboard_cli_refuses_open_bind_without_token(env):
-    e = {k: v for k, v in env.items() if k != web.TOKEN_ENV}
+    e = {k: v for k, v in env.items() if k != TOKEN_ENV}
     r = cli(e, "web", "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "DASHBOARD_TOKEN" in r.stderr and "Traceback" not in r.stderr
@@ -305,7 +309,7 @@ class Feed:
 
 
 def test_dashboard_live_feed(env, db):
-    dash = web.Dashboard(settings_for(env), web.Access("127.0.0.1", 0)).start()
+    dash = Dashboard(settings_for(env), Access("127.0.0.1", 0)).start()
     feed = Feed(dash.access.url + "api/events")
     try:
         _, snap = feed.wait(lambda n, d: n == "snapshot")
@@ -336,7 +340,7 @@ def test_dashboard_live_feed(env, db):
 
 
 def test_dashboard_hub_reports_database_trouble(env, db, tmp_path):
-    dash = web.Dashboard(settings_for(env), web.Access("127.0.0.1", 0)).start()
+    dash = Dashboard(settings_for(env), Access("127.0.0.1", 0)).start()
     feed = Feed(dash.access.url + "api/events")
     try:
         feed.wait(lambda n, d: n == "snapshot")
@@ -354,7 +358,7 @@ def test_dashboard_hub_reports_database_trouble(env, db, tmp_path):
 
 
 def test_dashboard_day_bounds_are_local_midnights():
-    since, until = web.day_bounds(date(2024, 3, 9))
+    since, until = day_bounds(date(2024, 3, 9))
     start = datetime.fromisoformat(since)
     assert start.astimezone().date() == date(2024, 3, 9)
     assert start.astimezone().hour == 0 and start.astimezone().minute == 0
@@ -371,7 +375,7 @@ def test_dashboard_web_command(env, db):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "basket_service", "web", "--host", "0.0.0.0",
                              "--port", str(port)], cwd=ROOT,
-                            env={**env, web.TOKEN_ENV: TOKEN}, text=True,
+                            env={**env, TOKEN_ENV: TOKEN}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = "http://127.0.0.1:%d/api/baskets" % port

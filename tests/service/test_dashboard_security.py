@@ -13,9 +13,13 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
-from basket_service import config, store, web
+from basket_service import config, store
 from basket_service.config import ConfigError
 from basket_service.db import Database, open_db
+from basket_service.web import limits
+from basket_service.web.access import Access
+from basket_service.web.headers import docs_page
+from basket_service.web.server import Dashboard
 from tests.support.fake_basket import FakeBasket
 from tests.support.service_proc import cli, service_env
 
@@ -34,22 +38,22 @@ def db(env) -> Iterator[Database]:
     d.close()
 
 
-def serve(env: dict[str, str], token: str | None = None) -> web.Dashboard:
-    return web.Dashboard(config.load(env), web.Access("127.0.0.1", 0, token)).start()
+def serve(env: dict[str, str], token: str | None = None) -> Dashboard:
+    return Dashboard(config.load(env), Access("127.0.0.1", 0, token)).start()
 
 
 @pytest.fixture
-def dash(env, db) -> Iterator[web.Dashboard]:
+def dash(env, db) -> Iterator[Dashboard]:
     d = serve(env)
     yield d
     d.stop()
 
 
-def url(d: web.Dashboard, path: str) -> str:
+def url(d: Dashboard, path: str) -> str:
     return d.access.url.rstrip("/") + path
 
 
-def raw_request(d: web.Dashboard, data: bytes, timeout: float = 5.0) -> bytes:
+def raw_request(d: Dashboard, data: bytes, timeout: float = 5.0) -> bytes:
     """Sends bytes as they are and reads until the server closes or answers fully."""
     with socket.create_connection(("127.0.0.1", d.access.port), timeout=timeout) as s:
         s.sendall(data)
@@ -127,7 +131,7 @@ def test_every_answer_carries_the_security_headers(dash, monkeypatch):
 
 
 def test_docs_page_allows_exactly_its_inline_script():
-    page = web.docs_page("/openapi.json", "t")
+    page = docs_page("/openapi.json", "t")
     csp = page.headers["content-security-policy"]
     import base64
     import hashlib
@@ -260,7 +264,7 @@ def test_token_redirect_goes_only_to_a_path_on_this_site(env, db, path, expected
 
 
 # --- 5. slow and idle clients ---------------------------------------------------------------
-def open_count(d: web.Dashboard) -> int:
+def open_count(d: Dashboard) -> int:
     """Connections the server holds open (a refused one is closing until its 503 is out)."""
     conns = list(d.server.server_state.connections)
     return sum(1 for c in conns if not c.transport.is_closing())  # type: ignore[attr-defined]
@@ -271,7 +275,7 @@ def test_slow_clients_cannot_hold_connections(dash):
     past 64 connections they are answered 503 and closed at once, and the 64 are closed once
     their 10 s to send the head are up. Meanwhile, and after, a normal request still works."""
     socks: list[socket.socket] = []
-    counted = web.SlowClientGuard.refused
+    counted = limits.SlowClientGuard.refused
     try:
         for _ in range(300):
             s = socket.create_connection(("127.0.0.1", dash.access.port), timeout=5)
@@ -280,7 +284,7 @@ def test_slow_clients_cannot_hold_connections(dash):
         t0 = time.monotonic()
         closed: dict[int, float] = {}
         refused = 0
-        deadline = t0 + web.HEADER_TIMEOUT + 5
+        deadline = t0 + limits.HEADER_TIMEOUT + 5
         while len(closed) < len(socks) and time.monotonic() < deadline:
             for i, s in enumerate(socks):
                 if i in closed:
@@ -300,16 +304,16 @@ def test_slow_clients_cannot_hold_connections(dash):
                     s.send(b"X")  # the slowloris trickle: one more byte of a header
                 except OSError:
                     closed[i] = time.monotonic() - t0
-            assert open_count(dash) <= web.MAX_CONNECTIONS
+            assert open_count(dash) <= limits.MAX_CONNECTIONS
             time.sleep(1.0)
         early = sum(1 for t in closed.values() if t < 3)
         print("slow clients: %d answered 503, %d closed within 3 s, the last after %.1f s"
               % (refused, early, max(closed.values(), default=0)))
         assert len(closed) == len(socks), "%d still open" % (len(socks) - len(closed))
-        assert refused >= len(socks) - web.MAX_CONNECTIONS, refused
-        assert web.SlowClientGuard.refused - counted >= refused  # counted (and logged)
-        assert early >= len(socks) - web.MAX_CONNECTIONS, early
-        assert max(closed.values()) <= web.HEADER_TIMEOUT + 2.5, max(closed.values())
+        assert refused >= len(socks) - limits.MAX_CONNECTIONS, refused
+        assert limits.SlowClientGuard.refused - counted >= refused  # counted (and logged)
+        assert early >= len(socks) - limits.MAX_CONNECTIONS, early
+        assert max(closed.values()) <= limits.HEADER_TIMEOUT + 2.5, max(closed.values())
     finally:
         for s in socks:
             s.close()
@@ -325,15 +329,15 @@ def test_an_idle_connection_is_closed_after_the_header_timeout(dash):
         t0 = time.monotonic()
         assert s.recv(100) == b""  # the server closed it without a word
         waited = time.monotonic() - t0
-    assert web.HEADER_TIMEOUT - 0.5 <= waited <= web.HEADER_TIMEOUT + 2.5, waited
+    assert limits.HEADER_TIMEOUT - 0.5 <= waited <= limits.HEADER_TIMEOUT + 2.5, waited
 
 
 def test_live_feeds_are_bounded_and_outlive_the_header_timeout(dash, monkeypatch):
-    monkeypatch.setattr(web, "HEADER_TIMEOUT", 1.0)
-    monkeypatch.setattr(web.SlowClientGuard, "header_timeout", 1.0)
+    monkeypatch.setattr(limits, "HEADER_TIMEOUT", 1.0)
+    monkeypatch.setattr(limits.SlowClientGuard, "header_timeout", 1.0)
     feeds: list[socket.socket] = []
     try:
-        for _ in range(web.MAX_FEEDS):
+        for _ in range(limits.MAX_FEEDS):
             s = socket.create_connection(("127.0.0.1", dash.access.port), timeout=10)
             s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert s.recv(4096).startswith(b"HTTP/1.1 200 ")

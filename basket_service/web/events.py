@@ -1,0 +1,149 @@
+"""The live feed: Hub reads the board while a browser watches and sends each one what changed
+as server-sent events (snapshot, basket, receipt, health, ping)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from basket_service import store
+from basket_service.db import DB_ERRORS
+from basket_service.web.reader import Reader, short
+
+log = logging.getLogger("basket_service.web")
+
+PING_SECONDS = 15.0
+QUEUE_LIMIT = 200  # events waiting for one slow browser; past that it is cut off and reconnects
+
+
+def _event(name: str, data: object) -> str:
+    return "event: %s\ndata: %s\n\n" % (name, json.dumps(data, ensure_ascii=False,
+                                                          separators=(",", ":")))
+
+
+class Hub:
+    """Reads the board from the database while at least one browser watches (every `interval`
+    seconds, and at once after poke()) and sends each browser what changed: `basket` (one
+    basket's new state), `receipt` (a new receipt exists), `health` (database reachable or
+    not). A browser that connects first gets the whole board as `snapshot`."""
+
+    def __init__(self, reader: Reader, interval: float = 0.25) -> None:
+        self.reader = reader
+        self.interval = interval
+        self.queues: set[asyncio.Queue[str | None]] = set()
+        self.baskets: dict[object, dict[str, object]] = {}
+        self.newest = 0
+        self.health: dict[str, str] = {"database": "unknown"}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._busy: asyncio.Lock | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._busy = asyncio.Lock()
+        self._task = asyncio.create_task(self._run())
+
+    def poke(self) -> None:
+        """Look at the database now; callable from any thread (the service's worker calls it
+        after every message it handled)."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
+    def close(self) -> None:
+        """Ends every event stream (the browsers reconnect); callable from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._close)
+
+    def _close(self) -> None:
+        for q in list(self.queues):
+            self._drop(q)
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if self.queues:
+                try:
+                    await self.refresh()
+                except Exception:  # noqa: BLE001 - a bug here must not end the live feed
+                    log.exception("dashboard: reading the board failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(),
+                                       self.interval if self.queues else None)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def refresh(self) -> None:
+        assert self._busy is not None
+        async with self._busy:
+            try:
+                baskets, newest = await asyncio.to_thread(self.reader.run, store.board)
+            except DB_ERRORS as e:
+                self._set_health("unreachable: %s" % short(e))
+                return
+            self._set_health("ok")
+            for doc in baskets:
+                n = doc["basket"]
+                if self.baskets.get(n) != doc:
+                    self.baskets[n] = doc
+                    self._send(_event("basket", doc))
+            if newest != self.newest:
+                self.newest = newest
+                self._send(_event("receipt", {"newest_receipt": newest}))
+
+    def _set_health(self, state: str) -> None:
+        if self.health.get("database") != state:
+            if state != "ok":
+                log.warning("dashboard: database %s", state)
+            self.health = {"database": state}
+            self._send(_event("health", self.health))
+
+    def _send(self, message: str) -> None:
+        for q in list(self.queues):
+            try:
+                q.put_nowait(message)
+            except asyncio.QueueFull:
+                self._drop(q)
+
+    def _drop(self, q: asyncio.Queue[str | None]) -> None:
+        self.queues.discard(q)
+        while True:  # make room for the end-of-stream mark
+            try:
+                q.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+        q.put_nowait(None)
+
+    async def stream(self) -> AsyncIterator[str]:
+        q: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LIMIT)
+        await self.refresh()
+        # No await between the snapshot and joining: every later change reaches this queue.
+        self.queues.add(q)
+        if self._wake is not None:
+            self._wake.set()
+        try:
+            yield "retry: 1000\n\n"
+            yield _event("snapshot", {"baskets": list(self.baskets.values()),
+                                      "newest_receipt": self.newest, "health": self.health})
+            while True:
+                try:
+                    message = await asyncio.wait_for(q.get(), PING_SECONDS)
+                except TimeoutError:
+                    yield _event("ping", {})
+                    continue
+                if message is None:
+                    return
+                yield message
+        finally:
+            self.queues.discard(q)

@@ -1,0 +1,113 @@
+"""The JSON API's shapes: response models and parameters (they make the OpenAPI description),
+the errors each route may answer, and the ?day= rules (parse_day, day_bounds)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as dtime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path as PathParam
+from fastapi import Query
+from pydantic import BaseModel
+
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)  # ?day= outside: 400
+
+
+class LineOut(BaseModel):
+    code: str
+    name: str
+    count: int
+    unit_price: int
+    amount: int
+    known: bool
+
+
+class BasketOut(BaseModel):
+    basket: int
+    online: bool | None
+    state: Literal["idle", "shopping"]
+    session: int | None
+    session_started_at: str | None
+    lines: list[LineOut]
+    items: int
+    total: int
+    unknown: list[str]
+    cart_updated_at: str | None
+    availability_at: str | None
+    changed_at: str | None
+
+
+class ReceiptOut(BaseModel):
+    receipt: int
+    basket: int
+    session: int | None
+    created_at: str
+    total: int
+    unknown: list[str]
+    lines: list[LineOut]
+
+
+class DayOut(BaseModel):
+    day: date
+    since: str
+    until: str
+    count: int
+    total: int
+    receipts: list[ReceiptOut]
+
+
+class SessionOut(BaseModel):
+    basket: int
+    session: int
+    state: Literal["idle", "shopping"]
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class NotNotifiedOut(BaseModel):
+    detail: str
+    session: int | None = None
+    receipt: ReceiptOut | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "the basket's state does not allow it"},
+    502: {"model": NotNotifiedOut, "description": "the broker could not be reached"},
+    503: {"model": ErrorOut, "description": "the database could not be reached"},
+}
+
+DayParam = Annotated[str | None, Query(description="YYYY-MM-DD (1970-01-01 to 9998-12-31), "
+                                                 "the server's local day; default today")]
+LimitParam = Annotated[int, Query(ge=1, le=5000)]
+BasketNo = Annotated[int, PathParam(ge=1, le=999_999_999, description="basket number")]
+
+
+class BadRequest(ValueError):
+    """A query parameter the API refuses with 400 and this message."""
+
+
+def parse_day(text: str | None) -> date:
+    """?day=: empty or absent is today (the server's local day); anything but a YYYY-MM-DD
+    date from FIRST_DAY to LAST_DAY is a BadRequest (the end of the day must still be a date,
+    and no receipt is older than 1970)."""
+    if not text:
+        return datetime.now().astimezone().date()
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise BadRequest("day must be a date YYYY-MM-DD from %s to %s, got %r"
+                         % (FIRST_DAY, LAST_DAY, text[:40]))
+    return day
+
+
+def day_bounds(day: date) -> tuple[str, str]:
+    """The server's local day as [since, until) in the database's UTC text form."""
+    since = datetime.combine(day, dtime.min).astimezone()
+    until = datetime.combine(day + timedelta(days=1), dtime.min).astimezone()
+    return tuple(d.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+                 for d in (since, until))  # type: ignore[return-value]
