@@ -20,7 +20,7 @@ help:
 	@echo "  make mpy-check    - mpy-cross compiles every controller module"
 	@echo "  make lint-board   - mypy over the controller against the ESP32 MicroPython stubs"
 	@echo "  make venv         - .venv with the pinned packages and this project (editable, console scripts)"
-	@echo "  make clean        - remove .venv, .run, build and pytest's cache"
+	@echo "  make clean        - remove .venv, .run, build, pytest's cache and the install's egg-info"
 	@echo "  make help         - this list"
 	@echo "Services:"
 	@echo "  make broker       - local Mosquitto (baskets 1-3 + service, .run/broker/) on 127.0.0.1:$(BROKER_PORT)"
@@ -137,7 +137,7 @@ soak: venv mosquitto
 	  --real $(SOAK_REAL)
 
 clean:
-	rm -rf $(VENV) .run build .pytest_cache
+	rm -rf $(VENV) .run build .pytest_cache *.egg-info
 
 # ---- Board (MicroPython) and Raspberry Pi deployment; see README "Flash an ESP32 basket". ----
 PORT ?= /dev/ttyUSB0
