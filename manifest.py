@@ -9,6 +9,7 @@ package(
     "mqtt_controller",
     files=(
         "__init__.py",
+        "backoff.py",
         "board.py",
         "cart.py",
         "compat.py",

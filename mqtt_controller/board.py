@@ -11,7 +11,6 @@ ERROR_LOG_MAX = 4096  # bytes; a bigger log starts over, so the flash never fill
 RESET_DELAY_MS = 5000  # after a crash: time to read the message (and to press Ctrl-C)
 SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
 WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
-MAX_WAIT_MS = 60000
 
 _safe = None  # why the board is in safe mode ("" = it is not), decided once per boot
 
@@ -150,8 +149,9 @@ class Wifi:
 
 
 class WifiWatch:
-    """Between loop turns: notices a lost link, rejoins in the background, holds MQTT connect
-    attempts back while Wi-Fi is down and lets them go at once when it is back."""
+    """A turn hook of the runtime (turn(now)): notices a lost link, rejoins in the background,
+    holds MQTT connect attempts back while Wi-Fi is down and lets them go at once when it is
+    back. It steers the runtime only through hold(), connect_now() and drop_link()."""
 
     def __init__(self, wifi, rt):
         self.wifi = wifi
@@ -162,6 +162,7 @@ class WifiWatch:
         self.attempts = 0
         if not self.up:
             log.warning("Wi-Fi: not connected; joining %s in the background", wifi.s.ssid)
+            rt.hold()  # no broker attempts without a network
             self._start(ticks_ms())
 
     def _start(self, now):
@@ -172,34 +173,28 @@ class WifiWatch:
         except OSError as e:
             log.warning("Wi-Fi: join attempt failed to start: %s", e)
 
-    def next_ms(self, now):
-        return max(0, ticks_diff(self.next_check, now))
-
-    def check(self, now):
+    def turn(self, now):
+        """Looks at the link every WIFI_CHECK_MS; returns the ms until the next look."""
         if ticks_diff(now, self.next_check) >= 0:
             self.next_check = ticks_add(now, WIFI_CHECK_MS)
             self._check(now)
-        if not self.up and not self.rt.connected:  # no broker attempts without a network
-            self.rt.next_attempt = ticks_add(now, WIFI_CHECK_MS)
+        return max(0, ticks_diff(self.next_check, now))
 
     def _check(self, now):
-        rt = self.rt
         if self.wifi.isconnected():
             if not self.up:
                 self.up = True
                 log.info("Wi-Fi: back on %s as %s after %d attempt(s); connecting to the "
                          "broker", self.wifi.s.ssid, self.wifi.address(), self.attempts)
                 self.attempts = 0
-                if not rt.connected:
-                    rt.attempt = 0
-                    rt.next_attempt = now
+                self.rt.connect_now()
             return
         if self.up:
             self.up = False
-            log.warning("Wi-Fi: link to %s lost (%s); rejoining", self.wifi.s.ssid,
-                        self.wifi.reason())
-            if rt.connected:
-                rt.client.close()  # the next loop turn sees the dead link and reconnects later
+            reason = self.wifi.reason()
+            log.warning("Wi-Fi: link to %s lost (%s); rejoining", self.wifi.s.ssid, reason)
+            self.rt.hold()
+            self.rt.drop_link("Wi-Fi lost (%s)" % reason)
             self._start(now)
         elif ticks_diff(now, self.join_started) >= self.wifi.s.timeout_ms:
             log.warning("Wi-Fi: join attempt %d failed (%s); trying again", self.attempts,
@@ -272,32 +267,27 @@ def main(path=CONFIG_FILE):
                             "board", s.watchdog_ms)
             wdt = WDT(timeout=s.watchdog_ms)
             log.info("watchdog on: %d ms", s.watchdog_ms)
-        loop(rt, watch, wdt, min(MAX_WAIT_MS, s.watchdog_ms // 2) if wdt else MAX_WAIT_MS)
-    except KeyboardInterrupt:
+        loop(rt, watch, wdt, s.watchdog_ms // 2 if wdt else None)
+    except KeyboardInterrupt:  # Ctrl-C before the loop ran (Runtime.run handles it there)
         log.info("interrupted")
         rt.shutdown()
-        if wdt is not None:
-            print("the watchdog keeps running: the board resets within %d ms (safe mode "
-                  "avoids that)" % s.watchdog_ms)
-        return "stopped"
     except Exception as e:
         crash(e, wdt)
         return "crashed"
+    if wdt is not None:
+        print("the watchdog keeps running: the board resets within %d ms (safe mode avoids "
+              "that)" % s.watchdog_ms)
     return "stopped"
 
 
-def loop(rt, watch, wdt, max_wait_ms):
-    """The runtime's loop with the Wi-Fi check and the watchdog between turns."""
-    while not rt.stopping:
-        wait = max_wait_ms
-        if watch is not None:
-            now = ticks_ms()
-            watch.check(now)
-            wait = min(wait, watch.next_ms(now))
-        rt.step(wait)
-        if wdt is not None:
-            wdt.feed()
-    rt.shutdown()
+def loop(rt, watch, wdt, max_wait_ms=None):
+    """Runtime.run with the watchdog and the Wi-Fi watch as turn hooks: until Ctrl-C, then
+    offline and a clean disconnect; a crash is logged and resets the board at once."""
+    if wdt is not None:
+        rt.add_turn_hook(lambda now: wdt.feed())  # None: no wish for an earlier turn
+    if watch is not None:
+        rt.add_turn_hook(watch.turn)
+    rt.run(max_wait_ms, on_crash=lambda e: crash(e, wdt))
 
 
 def crash(e, wdt=None):

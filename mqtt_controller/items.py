@@ -1,12 +1,12 @@
 # Item sources that speak the line protocol: standard input, or a path (FIFO, tty, file).
 # Each has pollables() / read(now_ms) / next_ms(now_ms) / set_active(shopping) / close().
+# A source that cannot be opened or fails is reopened with back-off, like an RFID reader.
 import sys
 
 from mqtt_controller import log
+from mqtt_controller.backoff import REOPEN_CAP_MS, REOPEN_FIRST_MS, Backoff
 from mqtt_controller.cart import MAX_LINE
-from mqtt_controller.compat import NonBlockingReader, ticks_diff
-
-_REOPEN_MS = 5000
+from mqtt_controller.compat import NonBlockingReader, ticks_add, ticks_diff, ticks_ms
 
 
 class LineSplitter:
@@ -41,25 +41,24 @@ class StreamSource:
         self.stream = None
         self.reader = None
         self.lines = LineSplitter()
-        self.retry_at = None
+        self.backoff = Backoff(REOPEN_FIRST_MS, REOPEN_CAP_MS)  # failures: in a row
+        self.retry_at = None  # ticks of the next open attempt while there is no stream
         self.done = False
-        self._warned = False
-        self._open(None)
+        self._open(ticks_ms())
 
     def _open(self, now_ms):
         try:
             self.stream = self.opener()
             self.reader = NonBlockingReader(self.stream)
-            self.retry_at = None
-            self._warned = False
-            log.info("items: reading from %s", self.name)
         except OSError as e:
-            if not self._warned:
-                log.warning("items: cannot open %s (%s); retrying every %d s", self.name, e,
-                            _REOPEN_MS // 1000)
-                self._warned = True
             self.stream = self.reader = None
-            self.retry_at = now_ms
+            self.retry_at = ticks_add(now_ms, self.backoff.next_delay())
+            if self.backoff.failures == 1:  # once per streak
+                log.warning("items: cannot open %s (%s); retrying with back-off", self.name, e)
+            return
+        self.retry_at = None
+        self.backoff.reset()
+        log.info("items: reading from %s", self.name)
 
     def pollables(self):
         return [self.stream] if self.stream is not None else []
@@ -67,15 +66,16 @@ class StreamSource:
     def read(self, now_ms):
         if self.stream is None:
             if not self.done and self.retry_at is not None and \
-                    ticks_diff(now_ms, self.retry_at) >= _REOPEN_MS:
+                    ticks_diff(now_ms, self.retry_at) >= 0:
                 self._open(now_ms)
             return []
         try:
             data = self.reader.read()
         except OSError as e:
-            log.warning("items: %s failed (%s); reopening", self.name, e)
+            log.warning("items: %s failed (%s); reopening with back-off", self.name, e)
             self.close()
-            self.retry_at = now_ms
+            # One step taken: a reopen that fails too is not warned about again.
+            self.retry_at = ticks_add(now_ms, self.backoff.next_delay())
             return []
         if data is None:
             log.info("items: end of input on %s; the basket keeps running", self.name)
@@ -86,7 +86,7 @@ class StreamSource:
 
     def next_ms(self, now_ms):
         if self.stream is None and not self.done and self.retry_at is not None:
-            return max(0, _REOPEN_MS - ticks_diff(now_ms, self.retry_at))
+            return max(0, ticks_diff(self.retry_at, now_ms))
         return None
 
     def set_active(self, shopping):

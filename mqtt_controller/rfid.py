@@ -21,6 +21,7 @@
 # a dict (strings from the environment or numbers from config.json); missing keys use DEFAULTS.
 # A bad value raises ValueError naming the key.
 from mqtt_controller import log, yrm100
+from mqtt_controller.backoff import REOPEN_CAP_MS, REOPEN_FIRST_MS, Backoff
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
 from mqtt_controller.presence import Tracker
 from mqtt_controller.serialport import make_port
@@ -37,8 +38,6 @@ MAX_READERS = 8
 POLL_COUNT = 10000  # inventory rounds per multiple-polling command
 REARM_MS = 60000  # re-issue the polling command this often, in case the module stopped
 CMD_GAP_MS = 100  # wait this long for a response before sending the next command
-REOPEN_MIN_MS = 500
-REOPEN_MAX_MS = 16000
 
 
 class _Reader:
@@ -47,9 +46,8 @@ class _Reader:
         self.name = port.name
         self.decoder = yrm100.Decoder()
         self.is_open = False
-        self.backoff = REOPEN_MIN_MS
+        self.backoff = Backoff(REOPEN_FIRST_MS, REOPEN_CAP_MS)  # failures: in a row
         self.retry_at = 0
-        self.failures = 0  # open attempts failed in a row
         self.queue = []  # commands waiting to be sent, one per response (or CMD_GAP_MS)
         self.await_until = None
         self.armed_at = None  # when multiple polling was last sent
@@ -238,23 +236,20 @@ class RfidSource:
         try:
             r.port.open()
         except Exception as e:  # OSError, or ImportError where the driver does not exist
-            r.failures += 1
-            if r.failures == 1:
+            r.retry_at = ticks_add(now, r.backoff.next_delay())
+            if r.backoff.failures == 1:
                 log.warning("rfid: cannot open reader %s (%s); retrying with back-off",
                             r.name, e)
             else:
                 log.debug("rfid: reader %s still unavailable (%s)", r.name, e)
-            r.retry_at = ticks_add(now, r.backoff)
-            r.backoff = min(r.backoff * 2, REOPEN_MAX_MS)
             return
-        if r.failures or r.opens:
+        if r.backoff.failures or r.opens:
             log.info("rfid: reader %s is back", r.name)
         else:
             log.info("rfid: reader %s open", r.name)
         r.is_open = True
         r.opens += 1
-        r.failures = 0
-        r.backoff = REOPEN_MIN_MS
+        r.backoff.reset()
         r.decoder.reset()
         r.await_until = None
         r.armed_at = None
@@ -268,12 +263,11 @@ class RfidSource:
         r.port.close()
         r.is_open = False
         r.lost += 1
-        r.failures = 1  # further failed attempts are logged at debug level only
         r.queue = []
         r.armed_at = None
-        r.backoff = REOPEN_MIN_MS
-        r.retry_at = ticks_add(now, r.backoff)
-        r.backoff = min(r.backoff * 2, REOPEN_MAX_MS)
+        r.backoff.reset()
+        # One step taken: further failed attempts are logged at debug level only.
+        r.retry_at = ticks_add(now, r.backoff.next_delay())
 
 
 def _value(settings, key):

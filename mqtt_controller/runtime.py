@@ -2,16 +2,18 @@
 # feeds the controller, and persists, publishes and displays what it decides. The link is
 # reconnected forever with exponential back-off and jitter; only a signal stops the loop.
 # Timing lives here: item-driven updates are paced, an update no total answered is re-published,
-# a state write the disk refused is retried, each with its own back-off.
+# a state write the disk refused is retried, each with its own figures of the one back-off
+# (backoff.py). A supervisor (board.py) steers it through a few verbs and a per-turn hook.
 import select
 
 from mqtt_controller import compat, log, store
+from mqtt_controller.backoff import Backoff
 from mqtt_controller.cart import CartError
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
 from mqtt_controller.controller import NONE, NOW, SHOPPING, Controller
 from mqtt_controller.packet import MQTTException
 
-BACKOFF_FIRST_MS = 1000
+BACKOFF_FIRST_MS = 1000  # broker: 0.5-1 s, 1-2 s, 2-4 s ... 15-30 s (jittered)
 BACKOFF_CAP_MS = 30000
 STABLE_MS = 10000  # a link that stayed up this long resets the back-off
 MAX_WAIT_MS = 60000
@@ -20,17 +22,6 @@ CONFIRM_FIRST_MS = 3000  # no total for the cart this long after its update: pub
 CONFIRM_CAP_MS = 60000
 SAVE_FIRST_MS = 1000  # a refused state write is retried after 1 s, 2 s ... 30 s
 SAVE_CAP_MS = 30000
-
-
-def doubling(first, cap, attempt):
-    """first << attempt, capped: the one back-off rule (0-based attempt)."""
-    return min(first << min(attempt, 8), cap)
-
-
-def backoff_ms(attempt):
-    """Delay before retry `attempt` (0-based): 0.5-1 s, 1-2 s, 2-4 s ... capped at 15-30 s."""
-    d = doubling(BACKOFF_FIRST_MS, BACKOFF_CAP_MS, attempt)
-    return d // 2 + compat.random_below(d // 2 + 1)
 
 
 def _left(due, now):
@@ -61,10 +52,12 @@ class Runtime:
                                 cfg.keepalive, clean_session=False, tls=tls)
         self.client = client
         self.client.set_last_will(self.avail_topic, b"offline", retain=True, qos=1)
-        self.connected = False
-        self.attempt = 0
-        self.next_attempt = ticks_ms()
-        self.connected_at = 0
+        self.connected = False  # read it; the verbs below change it
+        self._link_backoff = Backoff(BACKOFF_FIRST_MS, BACKOFF_CAP_MS, jitter=True,
+                                     stable_ms=STABLE_MS)
+        self._connect_due = ticks_ms()
+        self._held = False  # hold(): no connect attempts until connect_now()
+        self._hooks = []  # add_turn_hook()
         self.stopping = False
         self.poller = select.poll()
         self._registered = []
@@ -74,31 +67,43 @@ class Runtime:
         # Pacing: when the last update went out (the first item-driven one may go at once).
         self._sent_at = ticks_add(ticks_ms(), -UPDATE_GAP_MS)
         # Convergence: the last update published, when to publish it again if no total for its
-        # cart arrives, and how many times it was re-published already.
+        # cart arrives; its back-off's failures count the re-publications.
         self._last = None
         self._confirm_due = None
-        self._confirm_tries = 0
+        self._confirm = Backoff(CONFIRM_FIRST_MS, CONFIRM_CAP_MS)
         # Persist-then-publish: a state the disk refused, retried from _save_due; no update
         # goes out while it waits.
         self._unsaved = None
         self._save_due = None
-        self._save_failures = 0
+        self._save_retry = Backoff(SAVE_FIRST_MS, SAVE_CAP_MS)
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self):
+    def run(self, max_wait_ms=None, on_crash=None):
         """Runs until stop(), a SIGTERM / SIGINT (CPython) or KeyboardInterrupt (MicroPython's
-        Ctrl-C); then says offline and disconnects cleanly."""
+        Ctrl-C); then says offline and disconnects cleanly. No turn sleeps longer than
+        MAX_WAIT_MS or max_wait_ms (a board's watchdog). An unexpected exception is raised
+        after the same clean stop, or, given on_crash, handed to on_crash(e) at once and raised
+        without it (a board logs the crash and resets before its watchdog could fire)."""
         signals = compat.StopSignals(self.stop)
         self._signals = signals if signals.active else None  # None: MicroPython
+        wait = MAX_WAIT_MS if max_wait_ms is None else min(MAX_WAIT_MS, max_wait_ms)
+        crashed = False
         try:
             self._flush()
             while not self.stopping:
-                self.step(MAX_WAIT_MS)
+                self.step(wait)
             log.info("stopping")
         except KeyboardInterrupt:
             log.info("interrupted")
+        except Exception as e:
+            if on_crash is None:
+                raise
+            crashed = True
+            on_crash(e)
+            raise
         finally:
-            self.shutdown()
+            if not crashed:
+                self.shutdown()
             signals.close()
             self._signals = None
 
@@ -107,9 +112,14 @@ class Runtime:
         self.stopping = True
 
     def step(self, max_wait_ms):
-        """One loop turn: (re)connect when due, sleep in poll(), handle what is ready."""
+        """One loop turn: the turn hooks, (re)connect when due, sleep in poll(), handle what is
+        ready."""
+        for hook in self._hooks:
+            nxt = hook(ticks_ms())
+            if nxt is not None:
+                max_wait_ms = min(max_wait_ms, nxt)
         now = ticks_ms()
-        if not self.connected and ticks_diff(now, self.next_attempt) >= 0:
+        if not self.connected and not self._held and ticks_diff(now, self._connect_due) >= 0:
             self._connect()
         self._sync_pollables()
         events = self.poller.poll(self._timeout(max_wait_ms))
@@ -134,13 +144,13 @@ class Runtime:
                 for topic, payload in self.client.service(readable):
                     self._message(topic, payload)
             except (OSError, MQTTException) as e:
-                self._lost(e)
+                self._lost(_reason(e))
         self._flush()
         if self.connected:  # the commands are handled (and their update sent): ack them
             try:
                 self.client.send_acks()
             except (OSError, MQTTException) as e:
-                self._lost(e)
+                self._lost(_reason(e))
 
     def item(self, line):
         """Python API for a detector in this process (call it from the loop's thread, e.g. in
@@ -149,6 +159,31 @@ class Runtime:
         self._flush()
         return changed
 
+    # -- the verbs a supervisor uses (board.py: Wi-Fi and the watchdog) ------------------------
+    def add_turn_hook(self, fn):
+        """fn(now_ms) runs at the start of every loop turn, before the connect check and the
+        sleep; it returns the ms until it wants the next turn (None: no wish)."""
+        self._hooks.append(fn)
+
+    def hold(self):
+        """No broker connect attempts until connect_now() (e.g. while there is no network).
+        A link that is up stays up."""
+        self._held = True
+
+    def connect_now(self):
+        """Ends a hold; unless connected, the next turn tries the broker at once, from the
+        first back-off step."""
+        self._held = False
+        if not self.connected:
+            self._link_backoff.reset()
+            self._connect_due = ticks_ms()
+
+    def drop_link(self, reason):
+        """Closes the broker link as lost, without DISCONNECT (the broker sends the will);
+        it is reconnected with back-off, or at connect_now() while held."""
+        if self.connected:
+            self._lost(reason)
+
     def _timeout(self, max_wait_ms):
         now = ticks_ms()
         wait = max_wait_ms
@@ -156,8 +191,8 @@ class Runtime:
             nxt = self.client.next_ms()
             if nxt is not None:
                 wait = min(wait, nxt)
-        else:
-            wait = min(wait, _left(self.next_attempt, now))
+        elif not self._held:
+            wait = min(wait, _left(self._connect_due, now))
         for src in self.sources:
             nxt = src.next_ms(now)
             if nxt is not None:
@@ -195,30 +230,32 @@ class Runtime:
             self.client.publish(self.avail_topic, b"online", retain=True, qos=1)
         except (OSError, MQTTException) as e:
             self.client.close()
-            delay = backoff_ms(self.attempt)
-            self.attempt += 1
-            self.next_attempt = ticks_add(ticks_ms(), delay)
+            delay = self._link_backoff.next_delay()
+            self._connect_due = ticks_add(ticks_ms(), delay)
             log.warning("connect attempt %d to %s:%d failed: %s; retrying in %d.%d s",
-                        self.attempt, cfg.host, cfg.port, _reason(e), delay // 1000,
-                        delay % 1000 // 100)
+                        self._link_backoff.failures, cfg.host, cfg.port, _reason(e),
+                        delay // 1000, delay % 1000 // 100)
             return False
         self.connected = True
-        self.connected_at = ticks_ms()
+        self._link_backoff.up(ticks_ms())
         self.controller.resync()
         log.info("connected to %s:%d as %s (session %s); subscribed to %s", cfg.host, cfg.port,
                  cfg.client_id, "resumed" if present else "new", self.status_topic)
         return True
 
-    def _lost(self, e):
+    def _lost(self, why):
         self.client.close()
         self.connected = False
-        if ticks_diff(ticks_ms(), self.connected_at) >= STABLE_MS:
-            self.attempt = 0
-        delay = backoff_ms(self.attempt)
-        self.attempt += 1
-        self.next_attempt = ticks_add(ticks_ms(), delay)
-        log.warning("link to %s:%d lost: %s; reconnecting in %d.%d s", self.cfg.host,
-                    self.cfg.port, _reason(e), delay // 1000, delay % 1000 // 100)
+        now = ticks_ms()
+        self._link_backoff.down(now)
+        delay = self._link_backoff.next_delay()
+        self._connect_due = ticks_add(now, delay)
+        if self._held:
+            log.warning("link to %s:%d lost: %s; connects on hold", self.cfg.host,
+                        self.cfg.port, why)
+        else:
+            log.warning("link to %s:%d lost: %s; reconnecting in %d.%d s", self.cfg.host,
+                        self.cfg.port, why, delay // 1000, delay % 1000 // 100)
 
     def _message(self, topic, payload):
         if topic != self.status_topic:
@@ -239,7 +276,7 @@ class Runtime:
         state = c.take_dirty()
         if state is not None:
             self._unsaved = state  # the newest state replaces one still waiting
-        if self._unsaved is not None and (not self._save_failures
+        if self._unsaved is not None and (not self._save_retry.failures
                                           or ticks_diff(now, self._save_due) >= 0):
             self._save(now)
         shopping = c.state == SHOPPING
@@ -248,21 +285,21 @@ class Runtime:
             for src in self.sources:
                 src.set_active(shopping)
         if c.confirmed:  # a total for this cart came: the next cart starts from 3 s again
-            self._confirm_tries = 0
+            self._confirm.reset()
         payload = None
         if self._publish_in(now) == 0:
             payload = c.take_update()
             again = payload is None
-            if again:  # no total for the cart: the same update once more
+            if again:  # no total for the cart: the same update once more, waiting twice as long
                 payload = self._last
-                self._confirm_tries += 1
+                self._confirm.next_delay()
             elif payload != self._last:
-                self._confirm_tries = 0  # a new cart: its own back-off
+                self._confirm.reset()  # a new cart: its own back-off
             try:
                 self.client.publish(self.update_topic, payload, retain=True, qos=1)
             except (OSError, MQTTException) as e:
                 c.resync()
-                self._lost(e)
+                self._lost(_reason(e))
                 payload = None
             else:
                 self._sent(payload, now, again)
@@ -301,28 +338,26 @@ class Runtime:
         self._confirm_due = None
         c = self.controller
         if c.state == SHOPPING and not c.confirmed:
-            wait = doubling(CONFIRM_FIRST_MS, CONFIRM_CAP_MS, self._confirm_tries)
+            wait = self._confirm.delay()
             self._confirm_due = ticks_add(now, wait)
             if again:
                 log.info("no total for the cart yet: update re-published (#%d; next in %d s)",
-                         self._confirm_tries, wait // 1000)
+                         self._confirm.failures, wait // 1000)
 
     def _save(self, now):
         path = self.cfg.state_file
         try:
             store.save(path, self._unsaved)
         except OSError as e:
-            self._save_failures += 1
-            delay = doubling(SAVE_FIRST_MS, SAVE_CAP_MS, self._save_failures - 1)
-            self._save_due = ticks_add(now, delay)
-            if self._save_failures == 1:  # once per streak: a full disk must not flood the log
+            self._save_due = ticks_add(now, self._save_retry.next_delay())
+            if self._save_retry.failures == 1:  # once a streak: no flood from a full disk
                 log.error("cannot write state file %s: %s; updates wait until it is written "
                           "(retrying, 1 s to 30 s apart)", path, e)
             return
-        if self._save_failures:
+        if self._save_retry.failures:
             log.info("state file %s written after %d failed attempt(s)", path,
-                     self._save_failures)
-        self._save_failures = 0
+                     self._save_retry.failures)
+        self._save_retry.reset()
         self._unsaved = None
 
     def shutdown(self):

@@ -254,3 +254,27 @@ def test_unavailable_readers_do_not_raise():
     assert src.pollables() == []
     assert src.next_ms(ticks_add(0, 0)) is not None
     src.close()
+
+
+def test_reopen_back_off_doubles_to_16_s_and_starts_over_once_open():
+    p = FakePort("p0")
+    p.fail_open = True
+    src = rfid.RfidSource([p], 2600, 6, -58, 1, 2, 500, now_ms=0)
+    t, gaps = 0, []
+    while len(gaps) < 7:
+        d = src.next_ms(t)
+        opens = p.opens
+        src.read(t + d - 1)
+        assert p.opens == opens  # not before it is due
+        t += d
+        src.read(t)
+        assert p.opens == opens + 1
+        gaps.append(d)
+    assert gaps == [500, 1000, 2000, 4000, 8000, 16000, 16000], gaps
+    p.fail_open = False
+    t += src.next_ms(t)
+    src.read(t)
+    assert p.is_open
+    p.fail_read = True  # lost once open: the first step again
+    src.read(t + 1)
+    assert not p.is_open and src.next_ms(t + 1) == 500
