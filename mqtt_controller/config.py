@@ -1,18 +1,70 @@
 # Settings: environment variables (CPython, MicroPython unix) or config.json on a board, with
-# the same keys. Every problem is a ConfigError naming the key; the password is never shown.
-# Start-up code only: runtime.build() releases this module once the basket is set up, so on a
-# board its code gives its heap back (compat.release).
+# the same keys, all read by one table (below). Every problem is a ConfigError "KEY: what is
+# wrong"; a password is never shown. Start-up code only: runtime.build() and board.boot() release
+# this module once the basket is set up, so on a board its code and its table give their heap
+# back (compat.release). What each key means is in helptext.py, which a board never loads.
 import json
 
 from mqtt_controller import log, protocol
 from mqtt_controller.compat import getenv
 
-# Every key load() reads; `--help` documents them (helptext.py, which a board never loads: its
-# strings would take heap), and load_file() warns about a config.json key that is neither one of
-# them nor a board key.
-KEYS = ("MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC", "BASKET_ID",
-        "MQTT_CLIENT_ID", "MQTT_KEEPALIVE", "MQTT_TLS", "MQTT_CAFILE", "CART_STATE_FILE",
-        "ITEM_SOURCE", "DISPLAY", "LOG_LEVEL", "MQTT_CLIENT")
+# How a value is read (the kind column). Values are text (the environment, config.json) or JSON
+# numbers (config.json). A missing value takes the default (None: load() works it out), and so
+# does "" except for FILE and HOST; "blank" below is what is left of text after strip().
+TEXT = 0  # text, stripped; blank: the default; a: at most this many characters (0: any)
+FILE = 1  # text, stripped; blank: "" (no file)
+HOST = 2  # text, stripped; blank: an error
+SECRET = 3  # text as given, never shown; a: an older name of the key, read when it is missing
+INT = 4  # a whole number from a to b
+OFF_INT = 5  # 0 (off) or a whole number from a to b
+PIN = 6  # none, off or -1 (no pin), or a whole number from a to b
+FLAG = 7  # 1, true, yes, on or 0, false, no, off (any case)
+CHOICE = 8  # one of the names in a (any case); blank: the default
+IPV4 = 9  # an IPv4 address like 192.168.1.50; blank: the default
+DBM = 10  # a power in dBm from a to b, decimals allowed; read in hundredths of a dBm
+REGION = 11  # an RFID region name (yrm100.REGIONS), keep (None) or a region code 1-255
+
+# (key, Config attribute, kind, default, a, b). helptext.py documents the same keys (`--help`).
+CONTROLLER = (
+    ("MQTT_HOST", "host", HOST, "localhost", 0, 0),
+    ("MQTT_PORT", "port", INT, 1883, 1, 65535),
+    ("MQTT_USER", "user", SECRET, None, None, 0),
+    ("MQTT_PASSWORD", "password", SECRET, None, "MQTT_PASS", 0),
+    ("MQTT_TOPIC", "topic", TEXT, "", 0, 0),
+    ("BASKET_ID", "basket_id", INT, None, 0, 999999999),
+    ("MQTT_CLIENT_ID", "client_id", TEXT, None, 64, 0),
+    ("MQTT_KEEPALIVE", "keepalive", INT, 60, 1, 65535),
+    ("MQTT_TLS", "tls", FLAG, False, 0, 0),
+    ("MQTT_CAFILE", "cafile", TEXT, None, 0, 0),
+    ("CART_STATE_FILE", "state_file", FILE, None, 0, 0),
+    ("ITEM_SOURCE", "item_source", TEXT, "stdin", 0, 0),
+    ("DISPLAY", "display", TEXT, "console", 0, 0),
+    ("LOG_LEVEL", "log_level", CHOICE, "info", ("debug", "info", "warning", "warn", "error"), 0),
+    ("MQTT_CLIENT", "mqtt_client", CHOICE, "builtin", ("builtin", "umqtt"), 0),
+)
+# Read with ITEM_SOURCE=rfid:... only, into Config.settings (a dict by key; rfid.py uses it).
+RFID = (
+    ("RFID_POWER", None, DBM, 26, 10, 30),
+    ("RFID_REGION", None, REGION, "KR", 0, 0),
+    ("RFID_RSSI_MIN", None, INT, -58, -128, 0),
+    ("RFID_PRESENCE", None, INT, 1, 1, 20),
+    ("RFID_ABSENCE", None, INT, 2, 1, 100),
+    ("RFID_CYCLE_MS", None, INT, 500, 50, 60000),
+)
+# A board's own keys in config.json (board.py), read into BoardSettings.
+BOARD = (
+    ("WIFI_SSID", "ssid", TEXT, "", 0, 0),
+    ("WIFI_PASSWORD", "password", SECRET, None, None, 0),
+    ("WIFI_HOSTNAME", "hostname", TEXT, "", 0, 0),
+    ("WIFI_IP", "ip", IPV4, "", 0, 0),
+    ("WIFI_NETMASK", "netmask", IPV4, "255.255.255.0", 0, 0),
+    ("WIFI_GATEWAY", "gateway", IPV4, "", 0, 0),
+    ("WIFI_DNS", "dns", IPV4, None, 0, 0),
+    ("WIFI_TIMEOUT_MS", "timeout_ms", INT, 15000, 1000, 120000),
+    ("WIFI_RETRIES", "retries", INT, 3, 1, 20),
+    ("WATCHDOG_MS", "watchdog_ms", OFF_INT, 0, 1000, 3600000),
+    ("SAFE_PIN", "safe_pin", PIN, 0, 0, 99),
+)
 
 
 class ConfigError(ValueError):
@@ -25,38 +77,130 @@ class Config:
     pass  # no methods: a method would keep this module's code alive (see above)
 
 
-def _int(get, key, default, lo, hi):
+class BoardSettings:
+    pass  # the same
+
+
+def _read(get, row):
+    """The value of one table row from get(key) -> value or None."""
+    key, _, kind, default, a, b = row
     raw = get(key)
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    if raw is None and kind == SECRET and a:
+        key = a
+        raw = get(a)
+    if raw is None or (raw == "" and kind != FILE and kind != HOST):
+        raw = default
+        if raw is None:
+            return None
+    if kind <= SECRET or kind == CHOICE or kind == IPV4:
+        if not isinstance(raw, str):
+            raise ConfigError(key, "must be text")
+        if kind == SECRET:
+            return raw
+        v = raw.strip()
+        if kind == FILE:
+            return v
+        if kind == HOST and not v:
+            raise ConfigError(key, "must not be empty")
+        v = v or default
+        if kind == CHOICE:
+            v = v.lower()
+            if v not in a:
+                raise ConfigError(key, "must be %s or %s (got %r)" % (
+                    ", ".join(a[:-1]), a[-1], v))
+        elif kind == IPV4 and v and not _is_ipv4(v):
+            raise ConfigError(key, "must be an IPv4 address like 192.168.1.50 (got %r)" % v)
+        elif kind == TEXT and a and v and len(v) > a:
+            raise ConfigError(key, "must be at most %d characters (got %d)" % (a, len(v)))
+        return v
+    if kind == FLAG:
+        v = str(raw).strip().lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(key, "must be 1 or 0 (got %r)" % v)
+    if kind == PIN and isinstance(raw, str) and raw.strip().lower() in ("none", "off", "-1"):
+        return None
+    if kind == DBM:
+        return _dbm(key, raw, a, b)
+    if kind == REGION:
+        return _region(key, raw)
+    if kind == OFF_INT:
+        v = _int(key, raw, 0, b)
+        if 0 < v < a:
+            raise ConfigError(key, "0 (off) or %d-%d (got %d)" % (a, b, v))
+        return v
+    return _int(key, raw, a, b)
+
+
+def _int(key, raw, lo, hi):
+    v = None
+    if isinstance(raw, bool):
+        pass
+    elif isinstance(raw, int):
         v = raw
-    else:
-        s = str(raw).strip()
-        if not s or not (s.isdigit()):
-            raise ConfigError(key, "must be a whole number from %d to %d (got %r)" % (lo, hi, raw))
-        v = int(s)
-    if not lo <= v <= hi:
+    elif isinstance(raw, float):
+        try:
+            v = int(raw) if raw == int(raw) else None
+        except (ValueError, OverflowError):  # nan, inf
+            v = None
+    elif isinstance(raw, str):
+        s = raw.strip()
+        if (s[1:] if s[:1] in ("-", "+") else s).isdigit():
+            v = int(s)
+    if v is None or not lo <= v <= hi:
         raise ConfigError(key, "must be a whole number from %d to %d (got %r)" % (lo, hi, raw))
     return v
 
 
-def _str(get, key, default=""):
-    raw = get(key)
-    if raw is None:
-        return default
-    if not isinstance(raw, str):
-        raise ConfigError(key, "must be text")
-    return raw
+def _dbm(key, raw, lo, hi):
+    p = None
+    if not isinstance(raw, bool):
+        try:
+            p = float(raw)
+        except (TypeError, ValueError):
+            p = None
+    if p is None or not lo <= p <= hi:
+        raise ConfigError(key, "must be a transmit power in dBm from %d to %d (got %r)"
+                          % (lo, hi, raw))
+    return int(p * 100 + 0.5)
 
 
-def _flag(get, key):
-    raw = str(get(key) or "0").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off", ""):
+def _region(key, raw):
+    from mqtt_controller.yrm100 import REGIONS  # read with RFID readers only, which load it
+
+    v = raw
+    if isinstance(v, str):
+        name = v.strip().upper()
+        if name == "KEEP":
+            return None
+        if name in REGIONS:
+            return REGIONS[name]
+        try:
+            v = int(name, 0)
+        except ValueError:
+            pass
+    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 256:
+        return v
+    raise ConfigError(key, "must be one of %s, keep, or a region code (got %r)"
+                      % (", ".join(sorted(REGIONS)), raw))
+
+
+def _is_ipv4(text):
+    parts = text.split(".")
+    if len(parts) != 4:
         return False
-    raise ConfigError(key, "must be 1 or 0 (got %r)" % raw)
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+def rfid_settings(get):
+    """The RFID_* values, checked and converted: a dict by key (RFID_POWER in hundredths of a
+    dBm, RFID_REGION a region code or None to leave the module's region alone)."""
+    return {row[0]: _read(get, row) for row in RFID}
 
 
 def load(get=None):
@@ -64,77 +208,43 @@ def load(get=None):
     if get is None:
         get = getenv
     c = Config()
-    c.host = _str(get, "MQTT_HOST", "localhost").strip()
-    if not c.host:
-        raise ConfigError("MQTT_HOST", "must not be empty")
-    c.port = _int(get, "MQTT_PORT", 1883, 1, 65535)
-    c.user = _str(get, "MQTT_USER") or None
-    pw = get("MQTT_PASSWORD")
-    c.password = _str(get, "MQTT_PASSWORD" if pw is not None else "MQTT_PASS") or None
+    for row in CONTROLLER:
+        setattr(c, row[1], _read(get, row))
     if c.password and not c.user:
         raise ConfigError("MQTT_USER", "must be set when a password is given")
-    topic = _str(get, "MQTT_TOPIC").strip()
-    bid = get("BASKET_ID")
-    if bid is not None and bid != "":
-        c.basket_id = _int(get, "BASKET_ID", 0, 0, 999999999)
-    elif topic:
+    topic = c.topic
+    if c.basket_id is None:
+        if not topic:
+            raise ConfigError("MQTT_TOPIC", "set MQTT_TOPIC (e.g. basket/1) or BASKET_ID")
         c.basket_id = protocol.basket_id_from_topic(topic)
         if c.basket_id is None:
             raise ConfigError("BASKET_ID", "not set, and MQTT_TOPIC %r does not end in a number"
                               % topic)
-    else:
-        raise ConfigError("MQTT_TOPIC", "set MQTT_TOPIC (e.g. basket/1) or BASKET_ID")
     if not topic:
-        topic = "basket/%d" % c.basket_id
+        c.topic = topic = "basket/%d" % c.basket_id
     if not protocol.valid_topic(topic):
         raise ConfigError("MQTT_TOPIC", "%r is not a usable topic (no wildcards, no leading or "
                           "trailing /)" % topic)
-    c.topic = topic
-    c.client_id = _str(get, "MQTT_CLIENT_ID").strip() or "basket-%d" % c.basket_id
-    if len(c.client_id) > 64:
-        raise ConfigError("MQTT_CLIENT_ID", "at most 64 characters")
-    c.keepalive = _int(get, "MQTT_KEEPALIVE", 60, 1, 65535)
-    c.tls = _flag(get, "MQTT_TLS")
-    c.cafile = _str(get, "MQTT_CAFILE").strip() or None
+    if c.client_id is None:
+        c.client_id = "basket-%d" % c.basket_id
     if c.tls and not c.cafile:
         raise ConfigError("MQTT_CAFILE", "required with MQTT_TLS=1 (the CA that signed the "
                           "broker's certificate)")
-    state = get("CART_STATE_FILE")
-    c.state_file = "basket-%d.state.json" % c.basket_id if state is None else _str(
-        get, "CART_STATE_FILE").strip()
-    c.item_source = (_str(get, "ITEM_SOURCE", "stdin").strip() or "stdin")
-    c.display = (_str(get, "DISPLAY", "console").strip() or "console")
-    c.log_level = (_str(get, "LOG_LEVEL", "info").strip() or "info")
-    try:
-        log.set_level(c.log_level)
-    except ValueError as e:
-        raise ConfigError("LOG_LEVEL", str(e).split(" (")[0].replace("LOG_LEVEL ", ""))
-    c.mqtt_client = (_str(get, "MQTT_CLIENT", "builtin").strip().lower() or "builtin")
-    if c.mqtt_client not in ("builtin", "umqtt"):
-        raise ConfigError("MQTT_CLIENT", "must be builtin or umqtt (got %r)" % c.mqtt_client)
-    c.settings = get  # for optional modules (rfid, display) with keys of their own
+    if c.state_file is None:
+        c.state_file = "basket-%d.state.json" % c.basket_id
+    log.set_level(c.log_level)  # one of log's names: the table only lets those through
+    # the item source's own keys, parsed now: this module is gone once the basket runs
+    c.settings = rfid_settings(get) if c.item_source.startswith("rfid:") else None
     return c
 
 
-# -- a board's config.json (board.py) ------------------------------------------------------
-# The board's own keys in config.json, next to KEYS (README "Flash an ESP32 basket"
-# explains them; no help texts here: every string costs heap on a board).
-BOARD_KEYS = ("WIFI_SSID", "WIFI_PASSWORD", "WIFI_HOSTNAME", "WIFI_IP", "WIFI_NETMASK",
-              "WIFI_GATEWAY", "WIFI_DNS", "WIFI_TIMEOUT_MS", "WIFI_RETRIES", "WATCHDOG_MS",
-              "SAFE_PIN")
-
-_RFID_KEYS = ("RFID_POWER", "RFID_REGION", "RFID_RSSI_MIN", "RFID_PRESENCE", "RFID_ABSENCE",
-              "RFID_CYCLE_MS")
-
-
 def known_keys():
-    keys = list(KEYS)
-    keys.extend(BOARD_KEYS)
-    keys.extend(_RFID_KEYS)
+    keys = [row[0] for row in CONTROLLER + RFID + BOARD]
     keys.append("MQTT_PASS")
     return keys
 
 
+# -- a board's config.json (board.py) ------------------------------------------------------
 def load_file(path):
     """Reads config.json; returns get(key) -> value or None. Values may be text or numbers
     (the provisioning tool writes text). Raises ConfigError naming the key or file."""
@@ -163,51 +273,12 @@ def load_file(path):
     return data.get
 
 
-class BoardSettings:
-    ssid = password = hostname = ip = netmask = gateway = dns = ""
-    timeout_ms = retries = watchdog_ms = 0
-    safe_pin = None
-
-
 def board_settings(get):
     s = BoardSettings()
-    s.ssid = _str(get, "WIFI_SSID").strip()
-    s.password = get("WIFI_PASSWORD")
-    if s.password is not None and not isinstance(s.password, str):
-        raise ConfigError("WIFI_PASSWORD", "must be text")
-    s.hostname = _str(get, "WIFI_HOSTNAME").strip()
-    s.ip = _str(get, "WIFI_IP").strip()
-    s.netmask = _str(get, "WIFI_NETMASK", "255.255.255.0").strip() or "255.255.255.0"
-    s.gateway = _str(get, "WIFI_GATEWAY").strip()
-    s.dns = _str(get, "WIFI_DNS").strip() or s.gateway
-    for key, value in (("WIFI_IP", s.ip), ("WIFI_NETMASK", s.netmask),
-                       ("WIFI_GATEWAY", s.gateway), ("WIFI_DNS", s.dns)):
-        if value and not _is_ipv4(value):
-            raise ConfigError(key, "must be an IPv4 address like 192.168.1.50 (got %r)"
-                              % value)
+    for row in BOARD:
+        setattr(s, row[1], _read(get, row))
+    if s.dns is None:
+        s.dns = s.gateway
     if s.ip and not s.gateway:
         raise ConfigError("WIFI_GATEWAY", "required with WIFI_IP")
-    s.timeout_ms = _int(get, "WIFI_TIMEOUT_MS", 15000, 1000, 120000)
-    s.retries = _int(get, "WIFI_RETRIES", 3, 1, 20)
-    s.watchdog_ms = _int(get, "WATCHDOG_MS", 0, 0, 3600000)
-    if 0 < s.watchdog_ms < 1000:
-        raise ConfigError("WATCHDOG_MS", "0 (off) or 1000-3600000 (got %d)" % s.watchdog_ms)
-    s.safe_pin = _safe_pin(get)
     return s
-
-
-def _safe_pin(get):
-    v = get("SAFE_PIN")
-    if isinstance(v, str) and v.strip().lower() in ("none", "off", "-1"):
-        return None
-    return _int(get, "SAFE_PIN", 0, 0, 99)
-
-
-def _is_ipv4(text):
-    parts = text.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or int(p) > 255:
-            return False
-    return True

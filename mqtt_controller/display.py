@@ -93,5 +93,5 @@ def open_display(spec=None, open_bus=None):
             from mqtt_controller.lcd import LcdDisplay
 
             return LcdDisplay(bus, addr, sda, scl, open_bus)
-    raise ValueError("DISPLAY must be console, none or lcd:BUS:ADDR[:SDA:SCL], e.g. lcd:1:0x27 "
+    raise ValueError("DISPLAY: must be console, none or lcd:BUS:ADDR[:SDA:SCL], e.g. lcd:1:0x27 "
                      "(got %r)" % spec)

@@ -121,9 +121,9 @@ def _is_fifo_or_tty(path):
     return (mode & 0o170000) in (0o010000, 0o020000)  # S_IFIFO, S_IFCHR
 
 
-def open_source(spec, get=None):
-    """ITEM_SOURCE: "stdin", "none", "rfid:<readers>" or a path. get(key) reads further
-    settings (the RFID_* keys)."""
+def open_source(spec, settings=None):
+    """ITEM_SOURCE: "stdin", "none", "rfid:<readers>" or a path. settings: the source's own
+    values, checked (Config.settings: the RFID_* keys; None: their defaults)."""
     if spec == "none":
         return None
     if spec == "stdin":
@@ -131,10 +131,7 @@ def open_source(spec, get=None):
     if spec.startswith("rfid:"):
         from mqtt_controller import rfid
 
-        settings = {}
-        for key in rfid.DEFAULTS:
-            v = get(key) if get else None
-            if v is not None:
-                settings[key] = v
-        return rfid.open_source(spec[5:], settings)
+        if settings is None:
+            return rfid.open_source(spec[5:])
+        return rfid.open_readers(spec[5:], settings)
     return StreamSource(spec, _path_opener(spec))

@@ -18,22 +18,15 @@
 # open_source(spec, settings): spec is what follows "rfid:" in ITEM_SOURCE, readers separated by
 # commas: device paths ("/dev/ttyUSB0,/dev/ttyUSB1", termios; CPython and the MicroPython unix
 # port) or board UARTs ("uart2", "uart1:17:16" = UART 1 with TX pin 17, RX pin 16). settings is
-# a dict (strings from the environment or numbers from config.json); missing keys use DEFAULTS.
-# A bad value raises ValueError naming the key.
+# a dict of RFID_* values as given (text or numbers; missing keys take their defaults), checked
+# by config.py's settings table: a bad value raises ConfigError (a ValueError) naming the key.
+# open_readers(spec, values) takes them already checked (config.load: Config.settings).
 from mqtt_controller import log, yrm100
 from mqtt_controller.backoff import REOPEN_CAP_MS, REOPEN_FIRST_MS, Backoff
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
 from mqtt_controller.presence import Tracker
 from mqtt_controller.serialport import make_port
 
-DEFAULTS = {
-    "RFID_POWER": 26,  # dBm
-    "RFID_REGION": "KR",  # KR, US, EU, CN900, CN800, a region code, or "keep" (don't set)
-    "RFID_RSSI_MIN": -58,  # dBm; weaker reads do not count
-    "RFID_PRESENCE": 1,  # cycles in a row a tag must be seen before it counts
-    "RFID_ABSENCE": 2,  # missed cycles after which a tag leaves
-    "RFID_CYCLE_MS": 500,  # length of a polling cycle
-}
 MAX_READERS = 8
 POLL_COUNT = 10000  # inventory rounds per multiple-polling command
 REARM_MS = 60000  # re-issue the polling command this often, in case the module stopped
@@ -270,85 +263,31 @@ class RfidSource:
         r.retry_at = ticks_add(now, r.backoff.next_delay())
 
 
-def _value(settings, key):
-    v = settings.get(key) if settings else None
-    if v is None or v == "":
-        return DEFAULTS[key]
-    return v
-
-
-def _int_setting(settings, key, lo, hi):
-    v = _value(settings, key)
-    n = None
-    if not isinstance(v, bool):
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            n = None
-        if n is not None and isinstance(v, float) and n != v:
-            n = None
-    if n is None or not lo <= n <= hi:
-        raise ValueError("%s must be an integer from %d to %d (got %r)" % (key, lo, hi, v))
-    return n
-
-
-def _power_setting(settings):
-    v = _value(settings, "RFID_POWER")
-    p = None
-    if not isinstance(v, bool):
-        try:
-            p = float(v)
-        except (TypeError, ValueError):
-            p = None
-    if p is None or not 10 <= p <= 30:
-        raise ValueError("RFID_POWER must be a transmit power in dBm from 10 to 30 (got %r)" % v)
-    return int(p * 100 + 0.5)
-
-
-def _region_setting(settings):
-    v = _value(settings, "RFID_REGION")
-    if isinstance(v, str):
-        name = v.strip().upper()
-        if name == "KEEP":
-            return None
-        if name in yrm100.REGIONS:
-            return yrm100.REGIONS[name]
-        try:
-            v = int(name, 0)
-        except ValueError:
-            pass
-    if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 256:
-        return v
-    names = sorted(yrm100.REGIONS)
-    raise ValueError("RFID_REGION must be one of %s, keep, or a region code (got %r)"
-                     % (", ".join(names), v))
-
-
 def parse_settings(settings):
-    """The RFID_* settings checked and converted: a dict with the same keys (RFID_POWER in
-    hundredths of a dBm, RFID_REGION a code or None)."""
-    return {
-        "RFID_POWER": _power_setting(settings),
-        "RFID_REGION": _region_setting(settings),
-        "RFID_RSSI_MIN": _int_setting(settings, "RFID_RSSI_MIN", -128, 0),
-        "RFID_PRESENCE": _int_setting(settings, "RFID_PRESENCE", 1, 20),
-        "RFID_ABSENCE": _int_setting(settings, "RFID_ABSENCE", 1, 100),
-        "RFID_CYCLE_MS": _int_setting(settings, "RFID_CYCLE_MS", 50, 60000),
-    }
+    """The RFID_* settings checked and converted (config.rfid_settings): a dict with the same
+    keys, RFID_POWER in hundredths of a dBm, RFID_REGION a code or None."""
+    from mqtt_controller import config  # start-up code: the runtime passes Config.settings
+
+    return config.rfid_settings((settings or {}).get)
 
 
 def open_source(spec, settings=None):
-    """An RfidSource for ITEM_SOURCE=rfid:<spec>. Readers that cannot be opened yet are logged
-    and retried; only malformed settings raise (ValueError)."""
+    """An RfidSource for ITEM_SOURCE=rfid:<spec> from RFID_* values as given (parse_settings).
+    Readers that cannot be opened yet are logged and retried; only malformed settings raise
+    (ValueError)."""
+    return open_readers(spec, parse_settings(settings))
+
+
+def open_readers(spec, s):
+    """The same from checked values (parse_settings, config.load's Config.settings)."""
     entries = [e.strip() for e in (spec or "").split(",") if e.strip()]
     if not entries:
-        raise ValueError("ITEM_SOURCE=rfid: needs at least one reader, e.g. rfid:/dev/ttyUSB0")
+        raise ValueError("ITEM_SOURCE: rfid: needs at least one reader, e.g. rfid:/dev/ttyUSB0")
     if len(entries) > MAX_READERS:
         raise ValueError("ITEM_SOURCE: at most %d RFID readers" % MAX_READERS)
     for i in range(len(entries)):
         if entries[i] in entries[:i]:
             raise ValueError("ITEM_SOURCE: reader %r is listed twice" % entries[i])
-    s = parse_settings(settings)
     ports = [make_port(e) for e in entries]
     return RfidSource(ports, s["RFID_POWER"], s["RFID_REGION"], s["RFID_RSSI_MIN"],
                       s["RFID_PRESENCE"], s["RFID_ABSENCE"], s["RFID_CYCLE_MS"])
