@@ -18,6 +18,7 @@ package(
         "display.py",
         "items.py",
         "lcd.py",
+        "link.py",
         "log.py",
         "mqtt.py",
         "packet.py",

@@ -1,4 +1,10 @@
-# Every CPython/MicroPython difference lives here; nothing else branches on the interpreter.
+# What differs between CPython and MicroPython in the standard library and built-ins (time,
+# sys, os, select, socket, signal, open), each as a small function or name. The rule: the shared
+# modules branch on the interpreter only through this module. The adapters handle their own
+# module's differences at the edge, where they import it, so a basket that does not load them
+# pays no heap for them: tls.py (ssl; MQTT_TLS=1 only), serialport.py (termios or machine.UART)
+# and lcd.py (/dev/i2c or machine.I2C); board.py runs on MicroPython only (its probes are for
+# firmware versions).
 import select
 import sys
 import time
@@ -96,6 +102,24 @@ def would_block(exc):
         return True
     code = exc.args[0] if exc.args else None
     return getattr(exc, "errno", code) in _EAGAIN
+
+
+def recv_now(sock, n):
+    """What a non-blocking socket (plain or TLS) has, up to n bytes: bytes, b"" at the end of
+    the stream, None when nothing is there yet (CPython raises BlockingIOError or
+    SSLWantReadError, MicroPython's TLS socket returns None)."""
+    try:
+        return sock.recv(n)
+    except OSError as e:
+        if would_block(e):
+            return None
+        raise
+
+
+def tls_pending(sock):
+    """() -> bytes a TLS socket holds decrypted, which poll() cannot see (CPython's
+    SSLSocket.pending), or None: a plain socket, or MicroPython's TLS (no such count)."""
+    return getattr(sock, "pending", None)
 
 
 def polled(event, obj):
@@ -213,6 +237,20 @@ class StopSignals:
         for fd in self._fds:
             os.close(fd)
         self.active = False
+
+
+def binary_stdin():
+    """Standard input as bytes (a port without sys.stdin.buffer reads bytes from sys.stdin)."""
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
+def open_unbuffered(path, mode):
+    """open() without a buffer, so "r+b" works on a FIFO or tty (CPython's buffered random
+    access needs a seekable file); MicroPython's open() takes no buffering argument."""
+    try:
+        return open(path, mode, 0)
+    except TypeError:
+        return open(path, mode)
 
 
 class NonBlockingReader:

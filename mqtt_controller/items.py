@@ -1,12 +1,17 @@
 # Item sources that speak the line protocol: standard input, or a path (FIFO, tty, file).
 # Each has pollables() / read(now_ms) / next_ms(now_ms) / set_active(shopping) / close().
 # A source that cannot be opened or fails is reopened with back-off, like an RFID reader.
-import sys
-
 from mqtt_controller import log
 from mqtt_controller.backoff import REOPEN_CAP_MS, REOPEN_FIRST_MS, Backoff
 from mqtt_controller.cart import MAX_LINE
-from mqtt_controller.compat import NonBlockingReader, ticks_add, ticks_diff, ticks_ms
+from mqtt_controller.compat import (
+    NonBlockingReader,
+    binary_stdin,
+    open_unbuffered,
+    ticks_add,
+    ticks_diff,
+    ticks_ms,
+)
 
 
 class LineSplitter:
@@ -93,7 +98,8 @@ class StreamSource:
         pass
 
     def close(self):
-        if self.stream is not None and self.opener is not _stdin:  # stdin is not ours to close
+        # stdin is not ours to close
+        if self.stream is not None and self.opener is not binary_stdin:
             try:
                 self.stream.close()
             except OSError:
@@ -101,16 +107,10 @@ class StreamSource:
         self.stream = self.reader = None
 
 
-def _stdin():
-    return getattr(sys.stdin, "buffer", sys.stdin)
-
-
 def _path_opener(path):
     def opener():
-        try:  # read-write keeps a FIFO open with no writer (no end of input) and never blocks
-            return open(path, "r+b", 0) if _is_fifo_or_tty(path) else open(path, "rb", 0)
-        except TypeError:  # MicroPython's open() takes no buffering argument
-            return open(path, "r+b") if _is_fifo_or_tty(path) else open(path, "rb")
+        # read-write keeps a FIFO open with no writer (no end of input) and never blocks
+        return open_unbuffered(path, "r+b" if _is_fifo_or_tty(path) else "rb")
     return opener
 
 
@@ -127,7 +127,7 @@ def open_source(spec, settings=None):
     if spec == "none":
         return None
     if spec == "stdin":
-        return StreamSource("standard input", _stdin)
+        return StreamSource("standard input", binary_stdin)
     if spec.startswith("rfid:"):
         from mqtt_controller import rfid
 

@@ -7,6 +7,7 @@ import socket
 
 from mqtt_controller import compat, packet
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
+from mqtt_controller.link import Link
 from mqtt_controller.packet import MQTTException
 
 MAX_INFLIGHT = 8
@@ -17,34 +18,30 @@ _WRITE_TIMEOUT_MS = 10000
 _DRAIN_MS = 200  # after DISCONNECT: how long to wait for the broker to close
 
 
-class MQTTClient(packet.KeepaliveMixin):
+class MQTTClient(Link):
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  clean_session=False, max_packet=4096, tls=None, connect_timeout_ms=10000):
+        super().__init__(keepalive)
         self.client_id = client_id
         self.host = host
         self.port = port
         self.user = user
         self.password = password
-        self.keepalive = keepalive
         self.clean_session = clean_session
         self.tls = tls  # None, or a function (sock, host) -> wrapped socket
         self.connect_timeout_ms = connect_timeout_ms
         self.will = None
-        self.sock = None
         self.reader = packet.Reader(max_packet)
         self.inflight = {}  # pid -> (topic, payload, retain), oldest first by pid order of entry
         self._order = []
         self._pid = 0
-        self._last_rx = self._last_tx = 0
-        self._ping_out = False
-        self._stray = 0
-        self._pending = None
+        self._stray = 0  # PINGRESPs never asked for, in a row
+        self._pending = None  # () -> bytes a TLS socket holds decrypted (poll() cannot see them)
         self._fault = None  # a protocol fault to raise on the next service()
         self._early = []  # packets that came in the same read as the CONNACK
         self._more = False  # _read() stopped early: more may be buffered
         self._acks = b""  # PUBACKs of delivered messages, sent once they are handled
-        self.counters = {"oversized": 0, "unknown_puback": 0, "resent": 0, "superseded": 0}
-        self.on_suback_error = None
+        self.counters = {"oversized": 0, "unknown_puback": 0}
 
     # -- connection ---------------------------------------------------------------------------
     def set_last_will(self, topic, payload, retain=False, qos=0):
@@ -55,22 +52,21 @@ class MQTTClient(packet.KeepaliveMixin):
         self.close()
         addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
         sock = socket.socket(addr[0], socket.SOCK_STREAM)
-        self.sock = sock
+        self._opened(sock)  # from here on close() closes it
         try:
             sock.settimeout(self.connect_timeout_ms / 1000)
             sock.connect(addr[-1])
             compat.set_nodelay(sock)
             if self.tls:
                 sock = self.tls(sock, self.host)
-                self.sock = sock
             sock.setblocking(False)
-            self._last_rx = self._last_tx = ticks_ms()
+            self._opened(sock)  # the TLS socket, if any; the keepalive clock starts now
             self.reader.reset()
-            self._ping_out = self._more = False
+            self._more = False
             self._stray = 0
-            self._pending = getattr(sock, "pending", None)  # CPython TLS only; no exception
+            self._pending = compat.tls_pending(sock)
             self._early = []
-            self._write(packet.connect(self.client_id, self.keepalive, self.clean_session,
+            self._write(packet.connect(self.client_id, self.keepalive_s, self.clean_session,
                                        self.user, self.password, self.will))
             pkts = self._wait_packet(self.connect_timeout_ms)
             first, body = pkts[0][0], pkts[0][1]
@@ -81,7 +77,6 @@ class MQTTClient(packet.KeepaliveMixin):
             self._early = pkts[1:]
             for pid in self._order:  # QoS 1 messages not yet acknowledged go again
                 topic, payload, retain = self.inflight[pid]
-                self.counters["resent"] += 1
                 self._write(packet.publish(topic, payload, 1, retain, pid, dup=True))
             return present
         except Exception:
@@ -100,9 +95,6 @@ class MQTTClient(packet.KeepaliveMixin):
                 pkts = self._read()
                 if pkts:
                     return pkts
-
-    def is_connected(self):
-        return self.sock is not None
 
     def disconnect(self):
         """Says goodbye (the will is not sent) and closes the link once the broker has."""
@@ -127,23 +119,16 @@ class MQTTClient(packet.KeepaliveMixin):
             if left <= 0 or not compat.readable(sock, left):
                 return
             try:
-                data = sock.recv(_READ_CHUNK)
-            except OSError as e:
-                if compat.would_block(e):
-                    continue
+                data = compat.recv_now(sock, _READ_CHUNK)
+            except OSError:
                 return
-            if data is not None and not data:
+            if data is not None and not data:  # the broker closed
                 return
 
     def close(self):
         self._fault = None
         self._acks = b""  # not acknowledged: the broker delivers those messages again
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
+        super().close()
 
     # -- sending ------------------------------------------------------------------------------
     def _next_pid(self):
@@ -163,7 +148,6 @@ class MQTTClient(packet.KeepaliveMixin):
             for old in self._order:
                 if self.inflight[old][0] == topic:
                     self._forget(old)
-                    self.counters["superseded"] += 1
                     break
             if len(self._order) >= MAX_INFLIGHT:
                 self._forget(self._order[0])
@@ -207,7 +191,7 @@ class MQTTClient(packet.KeepaliveMixin):
             if left <= 0:
                 raise OSError("write to the broker timed out")
             p.poll(left)
-        self._last_tx = ticks_ms()
+        self._note_tx()
 
     # -- receiving ----------------------------------------------------------------------------
     def _read(self):
@@ -215,17 +199,12 @@ class MQTTClient(packet.KeepaliveMixin):
         pkts = []
         self._more = False
         for _ in range(64):  # bounded: a flood cannot starve the rest of the loop
-            try:
-                data = self.sock.recv(_READ_CHUNK)
-            except OSError as e:
-                if compat.would_block(e):
-                    break
-                raise
-            if data is None:  # MicroPython TLS: nothing yet
+            data = compat.recv_now(self.sock, _READ_CHUNK)
+            if data is None:  # nothing yet
                 break
             if not data:
                 raise OSError("connection closed by the broker")
-            self._last_rx = ticks_ms()
+            self._note_rx()
             pkts.extend(self.reader.feed(data))
             if len(pkts) >= _READ_PACKETS:  # bounded memory as well as bounded time
                 self._more = True  # the next service() reads on, even if poll() is quiet (TLS)
@@ -259,7 +238,7 @@ class MQTTClient(packet.KeepaliveMixin):
                     raise
                 self._fault = e  # hand over the commands that came before it (acknowledged
                 return msgs  # by send_acks()), and fail on the next call
-        self._keepalive()
+        self._ping_if_due()
         return msgs
 
     def _handle(self, first, body, size, msgs):
@@ -293,8 +272,7 @@ class MQTTClient(packet.KeepaliveMixin):
             if body[2] == 0x80:
                 raise MQTTException("subscription refused: not authorized", 5)
         elif kind == packet.PINGRESP:
-            if self._ping_out:
-                self._ping_out = False
+            if self._pong():
                 self._stray = 0
             else:  # never asked for: a few are odd, a stream of them is a broken broker
                 self._stray += 1
@@ -305,8 +283,6 @@ class MQTTClient(packet.KeepaliveMixin):
         # UNSUBACK: never asked for; ignored
 
     def drop_acks(self):
-        """The messages service() handed over were not handled (the basket is stopping): they
-        stay unacknowledged, and the broker delivers them again."""
         self._acks = b""
 
     def send_acks(self):

@@ -1,10 +1,10 @@
 # MQTT 3.1.1 packets, pure: encoders for what a client sends and an incremental reader for what
 # it receives. The reader never holds more than `max_packet` bytes of one packet: a larger one is
 # skipped as it streams by (only its first bytes are kept, to acknowledge a QoS 1 PUBLISH).
-# KeepaliveMixin at the end is not pure: the client code both clients share (pings, poll()).
+# And the keepalive policy both clients follow (link.Link applies it). No I/O here.
 import struct
 
-from mqtt_controller.compat import const, readable, ticks_diff, ticks_ms
+from mqtt_controller.compat import const
 
 CONNECT = const(0x10)
 CONNACK = const(0x20)
@@ -150,72 +150,20 @@ PING = "ping"
 DEAD = "dead"
 
 
-def keepalive(seconds, since_rx, since_tx, ping_out):
+def ping_schedule(keepalive_s, since_rx_ms, since_tx_ms, ping_out):
     """The keepalive policy of both clients: (action, ms until the next check). Ping when
     nothing was sent or received for half the keepalive; the link is dead after 1.5 x keepalive
     with no packet from the broker. action is PING, DEAD or None."""
-    ka = seconds * 1000
-    wait = ka * 3 // 2 - since_rx
+    ka = keepalive_s * 1000
+    wait = ka * 3 // 2 - since_rx_ms
     if wait <= 0:
         return DEAD, 0
     if not ping_out:
-        ping_in = min(ka // 2 - since_tx, ka // 2 - since_rx)
+        ping_in = min(ka // 2 - since_tx_ms, ka // 2 - since_rx_ms)
         if ping_in <= 0:
             return PING, 0
         wait = min(wait, ping_in)
     return None, wait
-
-
-def dead_link(seconds):
-    return OSError("no packet from the broker for %d s: link dead" % (seconds * 3 // 2))
-
-
-class KeepaliveMixin:
-    """The keepalive half both clients share, and their poll(). The client keeps `keepalive`
-    (s), `sock`, `_last_rx`, `_last_tx` (ticks), `_ping_out`, and provides `_send_ping()`,
-    `_work_waiting()` (True when the loop should come back at once), `service(readable)` and
-    `send_acks()`."""
-
-    keepalive: int  # annotations only (for the type checker): no class attributes
-    _last_rx: int
-    _last_tx: int
-    _ping_out: bool
-
-    def _due(self):
-        now = ticks_ms()
-        return keepalive(self.keepalive, ticks_diff(now, self._last_rx),
-                         ticks_diff(now, self._last_tx), self._ping_out)
-
-    def _keepalive(self):
-        if not self.keepalive:
-            return
-        action = self._due()[0]
-        if action == DEAD:
-            raise dead_link(self.keepalive)
-        if action == PING:
-            self._send_ping()  # type: ignore[attr-defined]
-            self._ping_out = True
-
-    def next_ms(self):
-        """Milliseconds until the link needs service even if nothing arrives."""
-        if self.sock is None:  # type: ignore[attr-defined]
-            return None
-        if self._work_waiting():  # type: ignore[attr-defined]
-            return 0
-        if not self.keepalive:
-            return None
-        return self._due()[1]
-
-    def poll(self, timeout_ms):
-        """Waits at most timeout_ms for traffic (less when the keepalive is due), services the
-        link and acknowledges what it handed over; returns the messages."""
-        if self.sock is None:  # type: ignore[attr-defined]
-            raise OSError("not connected")
-        nxt = self.next_ms()
-        wait = timeout_ms if nxt is None else min(timeout_ms, nxt)
-        msgs = self.service(readable(self.sock, wait))  # type: ignore[attr-defined]
-        self.send_acks()  # type: ignore[attr-defined]
-        return msgs
 
 
 class Reader:

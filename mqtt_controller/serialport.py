@@ -1,6 +1,7 @@
 # Serial ports for the RFID readers, opened without pyserial: a tty through termios (CPython on
 # the Pi, and the MicroPython unix port) or machine.UART on a board. Hardware modules are
-# imported inside open(), so this module imports anywhere.
+# imported inside open(), so this module imports anywhere; what differs between the interpreters'
+# os and termios is handled here, at the edge (compat.py's header has the rule).
 #
 # Port interface: open() (raises OSError), read() -> bytes (b"" when nothing is waiting; never
 # blocks; raises OSError once the device is gone), write(data), pollable() -> what to register

@@ -1,5 +1,6 @@
-# TLS for the MQTT link on both interpreters (compat.py's other half: the ssl differences live
-# here, apart, because only a basket with MQTT_TLS=1 needs them, and code costs heap on a board).
+# TLS for the MQTT link on both interpreters. The ssl differences between CPython and
+# MicroPython live here, at the edge, not in compat.py: only a basket with MQTT_TLS=1 loads this
+# module, and code costs heap on a board (compat.py's header has the rule).
 
 
 def tls_wrapper(cafile, check_hostname=True):

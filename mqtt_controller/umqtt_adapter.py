@@ -1,12 +1,13 @@
 # MQTT_CLIENT=umqtt: micropython-lib's umqtt.simple behind the client interface the runtime
 # uses (mqtt.MQTTClient's), for boards that already ship it. umqtt.simple blocks: publish(qos=1)
-# and subscribe() wait for their acknowledgement, so nothing is ever in flight here; keepalive
-# pings and dead-link detection are added on top. The built-in client stays the default.
+# and subscribe() wait for their acknowledgement, so nothing is ever in flight here; it
+# acknowledges each message as it reads it (send_acks() and drop_acks() are the base's no-ops).
+# Keepalive pings and dead-link detection come from link.Link. The built-in client stays the
+# default.
 import select
 
-from mqtt_controller import packet
-from mqtt_controller.compat import ticks_ms
-from mqtt_controller.packet import MQTTException
+from mqtt_controller.link import Link, close_socket
+from mqtt_controller.packet import REFUSALS, MQTTException
 
 _MAX_READS = 16  # packets handled per service() call: a flood cannot starve the loop
 
@@ -28,31 +29,26 @@ def client_for(cfg):
                        cfg.keepalive)
 
 
-class UMQTTClient(packet.KeepaliveMixin):
+class UMQTTClient(Link):
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  clean_session=False, max_packet=4096, timeout_ms=10000):
         from umqtt.simple import MQTTClient as Simple
 
+        super().__init__(keepalive)
         if user is not None and password is None:
             password = ""  # umqtt.simple sends the password field whenever a user is given
         self.c = Simple(client_id, host, port, user, password, keepalive)
         self.c.set_callback(self._on_message)
-        self.keepalive = keepalive
         self.clean_session = clean_session
         self.max_packet = max_packet
         self.timeout_ms = timeout_ms
-        self.sock = None
         self.inflight = {}  # umqtt acknowledges QoS 1 before publish() returns: always empty
         self._queue = []
-        self._last_rx = self._last_tx = 0
-        self._ping_out = False
-        self.counters = {"oversized": 0}
 
     def _on_message(self, topic, msg):
         if isinstance(topic, (bytes, bytearray)):
             topic = bytes(topic).decode()
         if len(msg) > self.max_packet:  # already read: umqtt has no bound, we only refuse it
-            self.counters["oversized"] += 1
             msg = None
         self._queue.append((topic, msg))
 
@@ -72,9 +68,7 @@ class UMQTTClient(packet.KeepaliveMixin):
         except Exception as e:  # umqtt: MQTTException(code), or AssertionError on a bad CONNACK
             self.close()
             raise _translate(e)
-        self.sock = self.c.sock
-        self._last_rx = self._last_tx = ticks_ms()
-        self._ping_out = False
+        self._opened(self.c.sock)
         return bool(present)
 
     def disconnect(self):
@@ -86,17 +80,10 @@ class UMQTTClient(packet.KeepaliveMixin):
         self.close()
 
     def close(self):
-        sock = self.c.sock
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
-        self.c.sock = None
-        self.sock = None
-
-    def is_connected(self):
-        return self.sock is not None
+        sock, self.c.sock = self.c.sock, None
+        if sock is not self.sock:  # umqtt's socket of a connect() that failed half-way
+            close_socket(sock)
+        super().close()
 
     # -- blocking calls, with a read timeout so a dead link cannot hang them ------------------
     def _blocking(self, fn, *args):
@@ -109,7 +96,8 @@ class UMQTTClient(packet.KeepaliveMixin):
             raise
         except Exception as e:
             raise _translate(e)
-        self._last_tx = self._last_rx = ticks_ms()
+        self._note_tx()
+        self._note_rx()
         return result
 
     def subscribe(self, topic, qos=1):
@@ -135,12 +123,12 @@ class UMQTTClient(packet.KeepaliveMixin):
                     raise
                 except Exception as e:
                     raise _translate(e)
-                self._last_rx = ticks_ms()
+                self._note_rx()
                 if op is not None:  # not a PUBLISH or PINGRESP: umqtt left its body unread
                     self._skip_body(op)
-                elif self._ping_out:
-                    self._ping_out = False
-        self._keepalive()
+                else:  # a PINGRESP, or a PUBLISH: either way the broker is there
+                    self._pong()
+        self._ping_if_due()
         msgs, self._queue = self._queue, []
         return msgs
 
@@ -159,16 +147,10 @@ class UMQTTClient(packet.KeepaliveMixin):
     def _send_ping(self):
         self.sock.setblocking(True)
         self.c.ping()
-        self._last_tx = ticks_ms()
+        self._note_tx()
 
     def _work_waiting(self):
         return bool(self._queue)
-
-    def drop_acks(self):  # too late: umqtt.simple acknowledged them as it read them
-        pass
-
-    def send_acks(self):  # umqtt.simple acknowledges each message as it reads it
-        pass
 
 
 def _translate(e):
@@ -179,8 +161,6 @@ def _translate(e):
     if type(e).__name__ == "MQTTException" and code == 0x80:
         return MQTTException("subscription refused: not authorized", 5)
     if type(e).__name__ == "MQTTException" and code:
-        from mqtt_controller.packet import REFUSALS
-
         return MQTTException("connection refused: %s" % REFUSALS.get(code, "code %d" % code),
                              code)
     return MQTTException("umqtt: %s %s" % (type(e).__name__, e))
