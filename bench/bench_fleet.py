@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import PYTHON, ROOT, Broker, quick, spread, stop_proc  # noqa: E402
+from bench.common import PYTHON, ROOT, quick, spread  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
 
 TARGET_RATE = 5000.0
 TARGET_P99_MS = 20.0
@@ -57,25 +57,6 @@ def history_rows(db: Path) -> int:
         return 0
 
 
-def start_service(broker: Broker, db: Path, work: Path) -> subprocess.Popen:  # type: ignore[type-arg]
-    mark = broker.log_path.stat().st_size if broker.log_path.exists() else 0
-    env = dict(os.environ)
-    env.update(broker.env(None))
-    env.update({"BASKET_DB": str(db), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-                "SERVICE_CLIENT_ID": "bench-service"})
-    log = open(work / "service.log", "ab")
-    svc = subprocess.Popen([PYTHON, "-m", "basket_service", "serve", "--catalog",
-                            str(ROOT / "data" / "catalog_sample.csv")], cwd=ROOT, env=env,
-                           stdout=log, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 20
-    while b"as bench-service" not in broker.log_path.read_bytes()[mark:]:  # the broker logs it
-        if time.monotonic() > deadline or svc.poll() is not None:
-            raise RuntimeError("service did not start:\n" + (work / "service.log").read_text())
-        time.sleep(0.05)
-    return svc
-
-
 def simulate(broker: Broker, baskets: int, rate: float, duration: float, warmup: float,
              work: Path) -> dict:  # type: ignore[type-arg]
     out = work / "sim.json"
@@ -98,7 +79,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     os.chmod(work, 0o755)
     t = time.monotonic()
-    broker = Broker(baskets=max(levels + [sat[0]]))
+    broker = common.broker(baskets=max(levels + [sat[0]]))
     print("provisioned %d basket users in %.1f s" % (broker.baskets, time.monotonic() - t))
     svc = None
     rows = []
@@ -114,12 +95,12 @@ def main() -> int:
             # Each level on a fresh broker, service and database: no backlog carried over.
             broker.start(fresh=True)
             db = work / ("basket-%d.db" % i)
-            svc = start_service(broker, db, work)
+            svc = common.start_service(broker, db)
             cpu0 = common.cpu_ns(svc.pid)
             s = simulate(broker, n, rate, duration, warmup, work)
             cpu = (common.cpu_ns(svc.pid) - cpu0) / 1e9
             stored = history_rows(db)
-            stop_proc(svc)
+            svc.stop()
             broker.stop()
             rows.append([n, "%g" % rate, "%.0f" % s["offered_per_s"], "%.0f" % s["totals_per_s"],
                          "%d/%d" % (stored, s["sent"]), s["p50_ms"], s["p99_ms"], s["max_ms"],
@@ -145,9 +126,7 @@ def main() -> int:
         common.record("fleet", "broker QoS1 limit %.0f msg/s; %s" % (
             common.median(limits), "; ".join(notes)))
     finally:
-        stop_proc(svc)
-        broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        common.cleanup(broker, work, svc)
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import PYTHON, ROOT, Broker, quick, stop_proc  # noqa: E402
+from bench.common import PYTHON, ROOT, quick  # noqa: E402
+from tests.support.process import rss_kb  # noqa: E402
 
 TARGET_P99_MS = 50.0
 RATE = float(os.environ.get("FLOOD_RATE", "") or quick(5000, 5000))
@@ -50,26 +50,6 @@ def flooder_main(port: int, password: str, rate: float, seconds: float) -> int:
     return 0
 
 
-def start_service(broker: Broker, db: Path, work: Path) -> subprocess.Popen:  # type: ignore[type-arg]
-    mark = broker.log_path.stat().st_size if broker.log_path.exists() else 0
-    env = dict(os.environ)
-    env.update(broker.env(None))
-    env.update({"BASKET_DB": str(db), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-                "SERVICE_CLIENT_ID": "bench-service", "BASKETS": "1-%d" % broker.baskets})
-    log = open(work / "service.log", "ab")
-    svc = subprocess.Popen([PYTHON, "-m", "basket_service", "serve", "--catalog",
-                            str(ROOT / "data" / "catalog_sample.csv")], cwd=ROOT, env=env,
-                           stdout=log, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 20
-    while b"as bench-service" not in broker.log_path.read_bytes()[mark:]:  # the broker logs it
-        if time.monotonic() > deadline or svc.poll() is not None:
-            raise RuntimeError("service did not start:\n" + (work / "service.log").read_text())
-        time.sleep(0.05)
-    time.sleep(0.5)  # its subscriptions are made right after the CONNACK
-    return svc
-
-
 class Sampler(threading.Thread):
     """The largest WAL file and service RSS seen, every 50 ms."""
 
@@ -87,7 +67,8 @@ class Sampler(threading.Thread):
                 self.max_wal = max(self.max_wal, self.wal.stat().st_size)
             except OSError:
                 pass
-            self.max_rss_kb = max(self.max_rss_kb, common.proc_status(self.pid, "VmRSS"))
+            self.max_rss_kb = max(self.max_rss_kb, rss_kb(self.pid))
+
 
 
 def main() -> int:
@@ -97,13 +78,15 @@ def main() -> int:
                   % (RATE, OTHERS, 1 / EVERY_S))
     work = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     os.chmod(work, 0o755)
-    broker = Broker(baskets=OTHERS + 1)
+    broker = common.broker(baskets=OTHERS + 1)
     svc = None
     others: list[Basket] = []
     try:
         broker.start()
         db = work / "basket.db"
-        svc = start_service(broker, db, work)
+        # its subscriptions are made right after the CONNACK
+        svc = common.start_service(broker, db, BASKETS="1-%d" % broker.baskets)
+        time.sleep(0.5)
         others = [Basket(broker.port, n, broker.password(n)) for n in range(2, OTHERS + 2)]
         sampler = Sampler(db, svc.pid)
         sampler.start()
@@ -138,8 +121,7 @@ def main() -> int:
         lat = sorted(x for b in others for x in b.latencies_ms())
         sent = sum(len(b.sent) for b in others)
         unanswered = sum(b.unanswered() for b in others)
-        dropped = sum(1 for ln in broker.log_path.read_text(errors="replace").splitlines()
-                      if "dropped" in ln)
+        dropped = sum(1 for ln in broker.log().splitlines() if "dropped" in ln)
         p50, p99 = common.pct(lat, 50), common.pct(lat, 99)
         rows = [[
             "%.0f/s x %.1f s" % (f["sent"] / f["seconds"], f["seconds"]),
@@ -167,9 +149,7 @@ def main() -> int:
     finally:
         for b in others:
             b.close()
-        stop_proc(svc)
-        broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        common.cleanup(broker, work, svc)
     return 0
 
 

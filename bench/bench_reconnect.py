@@ -10,7 +10,6 @@ spaced by STABLE_MS + 1 s; a quick run skips the spacing."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import Broker, quick, spawn, spread, stop_proc, wait_port  # noqa: E402
+from bench.common import quick, spawn, spread  # noqa: E402
 from bench.driver import Driver  # noqa: E402
 
 SUBJECTS = [("controller-mp", 1), ("controller-cpython", 2)]
@@ -31,7 +30,7 @@ def main() -> int:
     common.header("reconnect: broker restart -> cart re-published")
     cycles = int(quick(10, 2))
     work = Path(tempfile.mkdtemp(prefix="bench-rc-"))
-    broker = Broker(baskets=2).start()
+    broker = common.broker(baskets=2).start()
     procs = {}
     res: dict[str, list[float]] = {k: [] for k, _ in SUBJECTS}
     down: list[float] = []
@@ -46,8 +45,7 @@ def main() -> int:
             time.sleep(quick(STABLE_S, 0.5))
             t0 = time.perf_counter()
             broker.stop()
-            broker.start(fresh=False)
-            wait_port(broker.port)
+            broker.start(fresh=False)  # and waits for its listener
             down.append(time.perf_counter() - t0)
             drv = Driver(broker.port, "service", broker.password(), ["basket/+/update"])
             for kind, n in SUBJECTS:
@@ -70,10 +68,7 @@ def main() -> int:
             "%s median %.3f s (%.3f-%.3f)" % (k, common.median(v), min(v), max(v))
             for k, v in res.items()) + "; broker down %.3f s" % common.median(down))
     finally:
-        for p in procs.values():
-            stop_proc(p)
-        broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        common.cleanup(broker, work, *procs.values())
     return 0
 
 

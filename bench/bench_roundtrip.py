@@ -22,8 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import Broker, cpu_ns, pct, quick, spawn, spread, stop_proc  # noqa: E402
+from bench.common import cpu_ns, pct, quick, spawn, spread  # noqa: E402
 from bench.driver import Driver  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
 
 SUBJECTS = ["controller-mp", "controller-cpython", "umqtt", "umqtt-nodelay", "paho"]
 LABEL = {"controller-mp": "controller, MicroPython", "controller-cpython": "controller, CPython",
@@ -40,7 +41,7 @@ def measure(broker: Broker, kind: str, n: int, work: Path) -> dict[str, float]:
     try:
         if drv.wait_live("basket/1/availability", 15) is None:
             raise RuntimeError("%s did not come online; log: %s" % (
-                kind, (work / ("%s-1.log" % kind)).read_text()[-1500:]))
+                kind, proc.output()[-1500:]))
         drv.wait(lambda: False, 0.3)  # let the connect-time traffic settle
         drv.round_trips("basket/1/status", "basket/1/update", int(quick(50, 5)))  # warm-up
         cpu0 = cpu_ns(proc.pid)
@@ -48,7 +49,7 @@ def measure(broker: Broker, kind: str, n: int, work: Path) -> dict[str, float]:
         cpu = cpu_ns(proc.pid) - cpu0
     finally:
         drv.close()
-        stop_proc(proc)
+        proc.stop()
         broker.stop()
     return {"p50": pct(rtts, 50) * 1e3, "p99": pct(rtts, 99) * 1e3, "cpu_us": cpu / n / 1e3,
             "mean": sum(rtts) / len(rtts) * 1e3}
@@ -65,7 +66,7 @@ def main() -> int:
     summary = []
     try:
         for name, defaults, n, runs in configs:
-            broker = Broker(baskets=2, defaults=defaults)
+            broker = common.broker(baskets=2, defaults=defaults)
             res: dict[str, list[dict[str, float]]] = {s: [] for s in subjects}
             try:
                 for _ in range(runs):  # interleaved, so load changes hit every subject alike

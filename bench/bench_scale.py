@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.common import PYTHON, ROOT, Broker, quick  # noqa: E402
+from bench.common import PYTHON, ROOT, quick  # noqa: E402
 
 TARGET = 10000
 
@@ -25,7 +25,7 @@ def main() -> int:
     levels = [1000, 5000, 10000] if not common.QUICK else [20]
     print("open-file limit (soft = hard): %d" % nofile)
     t = time.monotonic()
-    broker = Broker(baskets=max(levels))
+    broker = common.broker(baskets=max(levels))
     print("provisioned %d basket users in %.1f s" % (broker.baskets, time.monotonic() - t))
     rows = []
     held = 0

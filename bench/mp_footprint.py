@@ -1,6 +1,10 @@
-# Runs under the MicroPython unix port for bench/footprint.py: connects to the broker given in
-# the environment and prints the heap in use (gc.mem_alloc() after gc.collect()).
-#   BENCH_MODE=controller  the basket: connected, subscribed, shopping with a 20-item cart
+# Runs under the MicroPython unix port for bench/footprint.py (`make footprint`) and
+# bench/bench_footprint.py (`make bench`): connects to the broker given in the environment and
+# prints the heap in use (gc.mem_alloc() after gc.collect()), one "key value" line each.
+#   BENCH_MODE=controller  the basket: connected, subscribed, shopping with a 20-item cart; also
+#                          "modules" (the mqtt_controller modules loaded). BENCH_BOOT=board (the
+#                          default): as main.py runs it, board.py reading config.json;
+#                          BENCH_BOOT=env: as `-m mqtt_controller` runs it, settings from MQTT_*
 #   BENCH_MODE=umqtt       umqtt.simple alone: connected and subscribed
 #   BENCH_MODE=session     a whole session (start, 20 items, total, end): prints "session ok"
 #   BENCH_MODE=imports     heap taken by each module the basket imports, one line per module
@@ -26,22 +30,30 @@ PORT = int(os.getenv("BENCH_PORT"))
 ITEMS = ["P%02d" % i for i in range(20)]
 
 
-CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "basket1", '
-          '"MQTT_PASSWORD": "basket1-pw", "MQTT_TOPIC": "basket/1", "CART_STATE_FILE": "", '
+def login():  # basket 1's, unless MQTT_USER and MQTT_PASSWORD say otherwise
+    return os.getenv("MQTT_USER") or "basket1", os.getenv("MQTT_PASSWORD") or "basket1-pw"
+
+
+CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "%s", '
+          '"MQTT_PASSWORD": "%s", "MQTT_TOPIC": "basket/1", "CART_STATE_FILE": "", '
           '"ITEM_SOURCE": "none", "DISPLAY": "none", "LOG_LEVEL": "warning", '
-          '"MQTT_CLIENT": "%s"}' % (PORT, os.getenv("BENCH_CLIENT") or "builtin"))
+          '"MQTT_CLIENT": "%s"}' % ((PORT,) + login() + (os.getenv("BENCH_CLIENT") or "builtin",)))
 
 
 def controller():
-    # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects (and
-    # releases config.py, start-up code)
-    from mqtt_controller import board
     from mqtt_controller.runtime import build
 
-    with open("config.json", "w") as f:
-        f.write(CONFIG)
-    get = board._settings("config.json")[0]
-    rt = build(get)[1]
+    if os.getenv("BENCH_BOOT") == "env":  # what __main__ does: settings from the environment
+        rt = build()[1]
+    else:
+        # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects (and
+        # releases config.py, start-up code)
+        from mqtt_controller import board
+
+        with open("config.json", "w") as f:
+            f.write(CONFIG)
+        get = board._settings("config.json")[0]
+        rt = build(get)[1]
     for _ in range(50):
         rt.step(100)
         if rt.connected:
@@ -71,7 +83,8 @@ def session():
 def umqtt_alone():
     from umqtt.simple import MQTTClient
 
-    c = MQTTClient("basket-1", "127.0.0.1", PORT, "basket1", "basket1-pw", 60)
+    user, password = login()
+    c = MQTTClient("basket-1", "127.0.0.1", PORT, user, password, 60)
     c.set_callback(lambda topic, msg: None)
     c.connect(clean_session=False)
     c.subscribe(b"basket/1/status", 1)
@@ -97,6 +110,7 @@ def qstr_pool():
 
 if MODE == "controller":
     keep = controller()
+    print("modules", ",".join(sorted(k for k in sys.modules if k.startswith("mqtt_controller"))))
 elif MODE == "imports":
     imports()
 elif MODE == "umqtt":

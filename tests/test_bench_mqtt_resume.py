@@ -9,11 +9,11 @@ import time
 import paho.mqtt.client as mqtt
 
 from mqtt_controller.mqtt import MQTTClient
-from tests.support.broker import Mosquitto
+from tests.support.broker import Broker
 
 
 def test_queued_messages_behind_the_connack_are_delivered() -> None:
-    broker = Mosquitto().start()
+    broker = Broker.with_acl().start()
     try:
         c = MQTTClient("basket-1", "127.0.0.1", broker.port, "basket1", "basket1-pw",
                        keepalive=30, clean_session=False)

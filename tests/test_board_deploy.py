@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.board_proc import MICROPYTHON, ROOT, STUBS, Proc, mp_env
-from tests.support.broker import Mosquitto
+from tests.support.board_proc import STUBS, BoardProc
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import MICROPYTHON, ROOT
 
 PY = sys.executable
 
@@ -59,14 +60,14 @@ def test_deploy_list_with_mpy_and_umqtt() -> None:
 
 
 @pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    b = Mosquitto().start()
+def broker() -> Iterator[Broker]:
+    b = Broker.with_acl().start()
     yield b
     b.close()
 
 
 @pytest.mark.parametrize("mpy", [False, True], ids=["source", "mpy"])
-def test_deploy_onto_a_fake_board_which_then_boots(broker: Mosquitto, tmp_path: Path,
+def test_deploy_onto_a_fake_board_which_then_boots(broker: Broker, tmp_path: Path,
                                                    mpy: bool) -> None:
     flash = tmp_path / "flash"
     (flash / "mqtt_controller").mkdir(parents=True)
@@ -91,9 +92,8 @@ def test_deploy_onto_a_fake_board_which_then_boots(broker: Mosquitto, tmp_path: 
 
     peer = Peer(broker.port)
     peer.subscribe("basket/1/#")
-    env = mp_env(BOARD_STUB_DIR=str(flash))
-    env["MICROPYPATH"] = str(STUBS)  # the stand-ins and what is on the fake flash, no repo
-    proc = Proc([MICROPYTHON, str(STUBS / "run_board.py")], env, cwd=flash)
+    # the stand-ins and what is on the fake flash, no repo
+    proc = BoardProc(flash, repo=False).start()
     try:
         peer.wait_payload("basket/1/availability", b"online")
         peer.publish("basket/1/status", b"start")
@@ -101,7 +101,7 @@ def test_deploy_onto_a_fake_board_which_then_boots(broker: Mosquitto, tmp_path: 
     finally:
         proc.stop()
         peer.close()
-    assert "Traceback" not in proc.text(), proc.text()
+    assert "Traceback" not in proc.output(), proc.output()
 
 
 def test_make_deploy_without_a_board_says_so(tmp_path: Path) -> None:

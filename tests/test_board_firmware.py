@@ -14,21 +14,22 @@ from typing import Any
 
 import pytest
 
-from tests.support.board_proc import MICROPYTHON, ROOT, STUBS, Proc, mp_env
-from tests.support.broker import Mosquitto
+from tests.support.board_proc import BoardProc
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ROOT
 
 HAVE_UMQTT = (ROOT / "lib" / "umqtt" / "simple.py").exists()
 
 
 @pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    b = Mosquitto().start()
+def broker() -> Iterator[Broker]:
+    b = Broker.with_acl().start()
     yield b
     b.close()
 
 
-def settings(broker: Mosquitto | None, **extra: Any) -> dict[str, Any]:
+def settings(broker: Broker | None, **extra: Any) -> dict[str, Any]:
     """A config.json the way tools/provision.py writes it: every value a string."""
     s: dict[str, Any] = {"WIFI_SSID": "shop-floor", "WIFI_PASSWORD": "wifi-secret",
                          "WIFI_TIMEOUT_MS": "1000", "MQTT_HOST": "127.0.0.1",
@@ -49,7 +50,7 @@ class Board:
         if config is not None:
             text = config if isinstance(config, str) else json.dumps(config, indent=2)
             (path / "config.json").write_text(text)
-        self.proc: Proc | None = None
+        self.proc: BoardProc | None = None
 
     def set(self, name: str, value: str | None) -> None:
         p = self.flash / name
@@ -58,11 +59,9 @@ class Board:
         else:
             p.write_text(value)
 
-    def start(self, wifi_fails: int = 0) -> Proc:
-        env = mp_env(BOARD_STUB_DIR=str(self.flash), BOARD_STUB_WIFI_FAILS=str(wifi_fails))
-        env["MICROPYPATH"] = "%s:%s" % (STUBS, env["MICROPYPATH"])
-        self.proc = Proc([MICROPYTHON, str(STUBS / "run_board.py")], env, cwd=self.flash,
-                         stdin=True)
+    def start(self, wifi_fails: int = 0) -> BoardProc:
+        self.proc = BoardProc(self.flash, BOARD_STUB_WIFI_FAILS=str(wifi_fails))
+        self.proc.start(stdin=True)
         return self.proc
 
     def calls(self) -> list[str]:
@@ -94,14 +93,14 @@ def make_board(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def peer(broker: Mosquitto) -> Iterator[Peer]:
+def peer(broker: Broker) -> Iterator[Peer]:
     p = Peer(broker.port)
     p.subscribe("basket/1/#")
     yield p
     p.close()
 
 
-def test_wifi_fails_then_succeeds_and_the_basket_shops(broker: Mosquitto, peer: Peer,
+def test_wifi_fails_then_succeeds_and_the_basket_shops(broker: Broker, peer: Peer,
                                                        make_board: Any) -> None:
     board = make_board(settings(broker, WIFI_RETRIES="3", WIFI_HOSTNAME="basket-1",
                                 WIFI_IP="192.168.4.50", WIFI_GATEWAY="192.168.4.1"))
@@ -122,12 +121,12 @@ def test_wifi_fails_then_succeeds_and_the_basket_shops(broker: Mosquitto, peer: 
     assert "network.hostname basket-1" in calls
     assert "WLAN.ifconfig ('192.168.4.50', '255.255.255.0', '192.168.4.1', '192.168.4.1')" \
         in calls
-    assert "wifi-secret" not in proc.text() and "basket1-pw" not in proc.text()
-    assert proc.proc.poll() is None  # main.py is running, no REPL
-    assert "REPL" not in proc.text()
+    assert "wifi-secret" not in proc.output() and "basket1-pw" not in proc.output()
+    assert proc.alive()  # main.py is running, no REPL
+    assert "REPL" not in proc.output()
 
 
-def test_wifi_down_at_boot_then_joined_by_main(broker: Mosquitto, peer: Peer,
+def test_wifi_down_at_boot_then_joined_by_main(broker: Broker, peer: Peer,
                                                make_board: Any) -> None:
     board = make_board(settings(broker, WIFI_RETRIES="2"))
     proc = board.start(wifi_fails=3)
@@ -136,15 +135,15 @@ def test_wifi_down_at_boot_then_joined_by_main(broker: Mosquitto, peer: Peer,
     back = proc.wait_line(r"INFO Wi-Fi: back on shop-floor as 10\.0\.0\.2 after 2 attempt",
                           timeout=20)
     peer.wait_payload("basket/1/availability", b"online")
-    lines = proc.text().splitlines()
+    lines = proc.output().splitlines()
     first_broker = next(i for i, ln in enumerate(lines) if "connected to 127.0.0.1" in ln
                         or "connect attempt" in ln)
-    assert lines.index(back.string) < first_broker, "MQTT was tried before Wi-Fi was up"
+    assert lines.index(back.text) < first_broker, "MQTT was tried before Wi-Fi was up"
 
 
 @pytest.mark.parametrize("client", ["builtin", "umqtt"])
 def test_wifi_lost_while_running_is_rejoined_and_mqtt_reconnects(
-        broker: Mosquitto, peer: Peer, make_board: Any, client: str) -> None:
+        broker: Broker, peer: Peer, make_board: Any, client: str) -> None:
     if client == "umqtt" and not HAVE_UMQTT:
         pytest.skip("lib/umqtt/simple.py missing: run `make board-libs`")
     board = make_board(settings(broker, MQTT_CLIENT=client))
@@ -170,14 +169,14 @@ def test_wifi_lost_while_running_is_rejoined_and_mqtt_reconnects(
     proc.wait_line(r"connected to 127\.0\.0\.1:\d+ as basket-1", start=down)
     peer.wait_payload("basket/1/availability", b"online", start=m2)
     peer.wait_payload("basket/1/update", b'{"id":1,"list":{"APPL":1}}', start=m2)
-    lines = proc.text().splitlines()
-    during = lines[down:lines.index(back.string)]
+    lines = proc.output().splitlines()
+    during = lines[down:lines.index(back.text)]
     # no broker connect was tried while there was no network
     assert not [ln for ln in during if "connect attempt" in ln or "connected to" in ln], during
-    assert proc.proc.poll() is None
+    assert proc.alive()
 
 
-def test_watchdog_is_started_and_fed(broker: Mosquitto, peer: Peer, make_board: Any) -> None:
+def test_watchdog_is_started_and_fed(broker: Broker, peer: Peer, make_board: Any) -> None:
     # numbers as JSON numbers this time (people write config.json by hand too)
     board = make_board(settings(broker, MQTT_PORT=broker.port, WATCHDOG_MS=2000,
                                 MQTT_KEEPALIVE=60, WIFI_TIMEOUT_MS=1000))
@@ -185,7 +184,7 @@ def test_watchdog_is_started_and_fed(broker: Mosquitto, peer: Peer, make_board: 
     peer.wait_payload("basket/1/availability", b"online")
     proc.wait_line(r"INFO watchdog on: 2000 ms")
     time.sleep(5)  # an idle basket: the loop still wakes to feed the dog
-    assert proc.proc.poll() is None, proc.text()
+    assert proc.alive(), proc.output()
     calls = board.calls()
     assert "WDT timeout=2000" in calls
     gaps = [int(c.split("=")[1]) for c in calls if c.startswith("WDT.feed")]
@@ -213,8 +212,8 @@ def test_bad_config_names_the_key_and_leaves_the_repl(make_board: Any, config: A
         config = settings(None, **config)
     board = make_board(config)
     proc = board.start()
-    assert proc.wait_exit(30) == 0, proc.text()
-    text = proc.text()
+    assert proc.wait(30) == 0, proc.output()
+    text = proc.output()
     assert re.search(expected, text, re.M), text
     assert text.rstrip().endswith("REPL"), text
     assert "Traceback" not in text
@@ -222,17 +221,17 @@ def test_bad_config_names_the_key_and_leaves_the_repl(make_board: Any, config: A
     assert "wifi-secret" not in text and "basket1-pw" not in text
 
 
-def test_unknown_key_is_named_but_not_fatal(broker: Mosquitto, peer: Peer,
+def test_unknown_key_is_named_but_not_fatal(broker: Broker, peer: Peer,
                                             make_board: Any) -> None:
     board = make_board(settings(broker, MQTT_PORTT="1883", _comment="people may write notes"))
     proc = board.start()
     proc.wait_line(r"WARNING config\.json: unknown key MQTT_PORTT ignored")
     peer.wait_payload("basket/1/availability", b"online")
-    assert "_comment" not in proc.text()
+    assert "_comment" not in proc.output()
 
 
 @pytest.mark.parametrize("how", ["file", "pin"])
-def test_safe_mode_skips_wifi_and_controller(broker: Mosquitto, make_board: Any,
+def test_safe_mode_skips_wifi_and_controller(broker: Broker, make_board: Any,
                                              how: str) -> None:
     board = make_board(settings(broker, SAFE_PIN="4"))
     if how == "file":
@@ -240,8 +239,8 @@ def test_safe_mode_skips_wifi_and_controller(broker: Mosquitto, make_board: Any,
     else:
         board.set("pin4", "0")
     proc = board.start()
-    assert proc.wait_exit(30) == 0, proc.text()
-    text = proc.text()
+    assert proc.wait(30) == 0, proc.output()
+    text = proc.output()
     why = "the file 'safe' exists" if how == "file" else "GPIO4 was held low"
     assert "boot: SAFE MODE (%s): Wi-Fi and the controller are skipped" % why in text
     assert "main: SAFE MODE (%s): controller not started" % why in text
@@ -250,7 +249,7 @@ def test_safe_mode_skips_wifi_and_controller(broker: Mosquitto, make_board: Any,
     assert "Received CONNECT" not in broker.log()
 
 
-def test_safe_pin_released_boots_normally(broker: Mosquitto, peer: Peer,
+def test_safe_pin_released_boots_normally(broker: Broker, peer: Peer,
                                           make_board: Any) -> None:
     board = make_board(settings(broker, SAFE_PIN="4"))
     board.set("pin4", "1")
@@ -258,15 +257,15 @@ def test_safe_pin_released_boots_normally(broker: Mosquitto, peer: Peer,
     peer.wait_payload("basket/1/availability", b"online")
 
 
-def test_crash_is_logged_and_the_board_resets(broker: Mosquitto, peer: Peer,
+def test_crash_is_logged_and_the_board_resets(broker: Broker, peer: Peer,
                                               make_board: Any) -> None:
     board = make_board(settings(broker))
     proc = board.start()
     peer.wait_payload("basket/1/availability", b"online")
     board.set("wlan_raises", "1")  # the Wi-Fi driver fails inside the loop
     proc.wait_line(r"^FATAL: unexpected error; resetting in 5 s")
-    assert proc.wait_exit(20) == 86, proc.text()  # machine.reset() from the stub
-    text = proc.text()
+    assert proc.wait(20) == 86, proc.output()  # machine.reset() from the stub
+    text = proc.output()
     assert "RuntimeError: stub: Wi-Fi driver fault" in text
     assert "REPL" not in text
     log = (board.flash / "error.log").read_text()

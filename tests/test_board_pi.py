@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.board_proc import ROOT, Proc
-from tests.support.broker import Mosquitto
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ROOT, Process
 
 UNIT = ROOT / "deploy" / "basket.service"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -79,7 +79,7 @@ def test_install_run_and_uninstall(tmp_path: Path) -> None:
     env_file = dest / "etc/smart-basket/basket.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o640"
 
-    broker = Mosquitto().start()
+    broker = Broker.with_acl().start()
     peer = Peer(broker.port)
     peer.subscribe("basket/1/#")
     settings = read_env(env_file)  # the example's keys, pointed at the test broker
@@ -88,13 +88,13 @@ def test_install_run_and_uninstall(tmp_path: Path) -> None:
                     CART_STATE_FILE=str(tmp_path / "state.json"), PYTHONUNBUFFERED="1")
     env = {"PATH": "/usr/bin:/bin", **settings}
     # -S: no site-packages at all; the code needs the standard library only
-    proc = Proc([SYSTEM_PYTHON, "-S", "-m", "mqtt_controller"], env, cwd=code)
+    proc = Process([SYSTEM_PYTHON, "-S", "-m", "mqtt_controller"], env, cwd=code).start()
     try:
         peer.wait_payload("basket/1/availability", b"online")
         proc.wait_line(r"INFO connected to 127\.0\.0\.1:\d+ as basket-1")
         m = peer.mark()
-        proc.proc.send_signal(signal.SIGTERM)  # systemctl stop
-        assert proc.wait_exit(15) == 0, proc.text()
+        proc.signal(signal.SIGTERM)  # systemctl stop
+        assert proc.wait(15) == 0, proc.output()
         peer.wait_payload("basket/1/availability", b"offline", start=m)
     finally:
         proc.stop()

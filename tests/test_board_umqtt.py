@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.board_proc import MICROPYTHON, ROOT, Proc, mp_env
-from tests.support.broker import Mosquitto
+from tests.support.board_proc import mp_env
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import MICROPYTHON, ROOT, Process
 
 UMQTT = ROOT / "lib" / "umqtt" / "simple.py"
 
@@ -21,22 +22,22 @@ pytestmark = pytest.mark.skipif(not UMQTT.exists(),
 
 
 @pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    b = Mosquitto().start()
+def broker() -> Iterator[Broker]:
+    b = Broker.with_acl().start()
     yield b
     b.close()
 
 
-def controller(broker: Mosquitto, tmp_path: Path, **extra: str) -> Proc:
+def controller(broker: Broker, tmp_path: Path, **extra: str) -> Process:
     settings = dict(MQTT_HOST="127.0.0.1", MQTT_PORT=str(broker.port), MQTT_USER="basket1",
                     MQTT_PASSWORD="basket1-pw", MQTT_TOPIC="basket/1", MQTT_CLIENT="umqtt",
                     CART_STATE_FILE=str(tmp_path / "state.json"), LOG_LEVEL="debug")
     settings.update(extra)
     env = mp_env(**settings)
-    return Proc([MICROPYTHON, "-m", "mqtt_controller"], env, stdin=True)
+    return Process([MICROPYTHON, "-m", "mqtt_controller"], env).start(stdin=True)
 
 
-def test_shopping_session_through_umqtt(broker: Mosquitto, tmp_path: Path) -> None:
+def test_shopping_session_through_umqtt(broker: Broker, tmp_path: Path) -> None:
     peer = Peer(broker.port)
     peer.subscribe("basket/1/#")
     proc = controller(broker, tmp_path)
@@ -58,7 +59,7 @@ def test_shopping_session_through_umqtt(broker: Mosquitto, tmp_path: Path) -> No
         peer.wait_payload("basket/1/update", b'{"id":1,"list":{}}', start=m2)
         proc.wait_line(r"\[display\] basket 1 \| ready")
         # the will: killed without DISCONNECT, the broker says offline for it
-        proc.proc.kill()
+        proc.kill()
         peer.wait_payload("basket/1/availability", b"offline", start=m2)
     finally:
         proc.stop()
@@ -67,7 +68,7 @@ def test_shopping_session_through_umqtt(broker: Mosquitto, tmp_path: Path) -> No
     assert "Received PUBLISH from basket-1" in broker.log()
 
 
-def test_umqtt_refused_login_is_retried_and_named(broker: Mosquitto, tmp_path: Path) -> None:
+def test_umqtt_refused_login_is_retried_and_named(broker: Broker, tmp_path: Path) -> None:
     proc = controller(broker, tmp_path, MQTT_PASSWORD="wrong")
     try:
         proc.wait_line(r"connect attempt 1 to 127\.0\.0\.1:\d+ failed: connection refused: "
@@ -75,11 +76,11 @@ def test_umqtt_refused_login_is_retried_and_named(broker: Mosquitto, tmp_path: P
         proc.wait_line(r"connect attempt 2 ", timeout=10)
     finally:
         proc.stop()
-    assert "wrong" not in proc.text()
+    assert "wrong" not in proc.output()
 
 
 def test_umqtt_keepalive_pings_and_reconnects_after_broker_restart(
-        broker: Mosquitto, tmp_path: Path) -> None:
+        broker: Broker, tmp_path: Path) -> None:
     peer = Peer(broker.port)
     peer.subscribe("basket/1/availability")
     proc = controller(broker, tmp_path, MQTT_KEEPALIVE="2")
@@ -87,7 +88,7 @@ def test_umqtt_keepalive_pings_and_reconnects_after_broker_restart(
         peer.wait_payload("basket/1/availability", b"online")
         time.sleep(3.5)  # more than 1.5 x keepalive: only pings keep the link up
         assert "PINGREQ from basket-1" in broker.log()
-        assert "link to" not in proc.text(), proc.text()
+        assert "link to" not in proc.output(), proc.output()
         m = proc.mark()
         broker.restart()
         proc.wait_line(r"link to 127\.0\.0\.1:\d+ lost", start=m)
@@ -102,13 +103,13 @@ def test_umqtt_with_tls_is_a_configuration_error(tmp_path: Path) -> None:
     ca.write_text("x")
     env = mp_env(MQTT_TOPIC="basket/1", MQTT_CLIENT="umqtt", MQTT_TLS="1", MQTT_CAFILE=str(ca),
                  CART_STATE_FILE=str(tmp_path / "s.json"))
-    proc = Proc([MICROPYTHON, "-m", "mqtt_controller"], env)
-    assert proc.wait_exit() == 2
-    assert "configuration error: MQTT_CLIENT: umqtt does not do TLS" in proc.text()
+    proc = Process([MICROPYTHON, "-m", "mqtt_controller"], env).start()
+    assert proc.wait() == 2
+    assert "configuration error: MQTT_CLIENT: umqtt does not do TLS" in proc.output()
 
 
 def test_unknown_mqtt_client_names_the_key(tmp_path: Path) -> None:
     env = mp_env(MQTT_TOPIC="basket/1", MQTT_CLIENT="paho")
-    proc = Proc([MICROPYTHON, "-m", "mqtt_controller"], env)
-    assert proc.wait_exit() == 2
-    assert "configuration error: MQTT_CLIENT: must be builtin or umqtt" in proc.text()
+    proc = Process([MICROPYTHON, "-m", "mqtt_controller"], env).start()
+    assert proc.wait() == 2
+    assert "configuration error: MQTT_CLIENT: must be builtin or umqtt" in proc.output()

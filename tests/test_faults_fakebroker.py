@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import fakebroker as fb
 from tests.support.fakebroker import Conn, FakeBroker
-from tests.support.faults_controller import ControllerProc
+from tests.support.process import ControllerProc
 
 INTERPS = ["cpython", "micropython"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,9 @@ CLOSING_CASES = {
 class FakeRig:
     def __init__(self, tmp: Path, interp: str, scripts: list[fb.Script]) -> None:
         self.broker = FakeBroker(scripts)
-        self.ctl = ControllerProc(interp, self.broker.port, tmp, keepalive=5)
+        self.ctl = ControllerProc(interp, self.broker.port, workdir=tmp, keepalive=5,
+                                  DISPLAY="none", LOG_LEVEL="info")
+        self.ctl.start(wait_connected=False)
 
     def wait_good_connection(self, n: int) -> Conn:
         """Connection n is served by the good script: the controller completes its start-up."""
@@ -81,11 +83,11 @@ class FakeRig:
                    for p in list(conn.received)):
                 return conn
             time.sleep(0.02)
-        raise AssertionError("no 'online' on connection %d; log:\n%s" % (n, self.ctl.log()))
+        raise AssertionError("no 'online' on connection %d; log:\n%s" % (n, self.ctl.output()))
 
     def close(self) -> None:
         code = self.ctl.stop()
-        print("controller log (%s):\n%s" % (self.ctl.interp, self.ctl.log()))
+        print("controller log (%s):\n%s" % (self.ctl.interp, self.ctl.output()))
         self.broker.close()
         self.ctl.assert_no_traceback()
         assert code == 0
@@ -141,7 +143,7 @@ def test_broken_packet_closes_the_link_and_the_controller_reconnects(make_rig, i
             closed.append(conn.closed_by_peer_at is not None)
 
     rig = make_rig(interp, [first])
-    rig.ctl.wait_log(r"(connect attempt \d+ to .* failed|link to .* lost): .*" + reason)
+    rig.ctl.wait_line(r"(connect attempt \d+ to .* failed|link to .* lost): .*" + reason)
     rig.wait_good_connection(2)
     assert rig.ctl.alive()
     if case != "connack_cut_off":  # there the fake broker hung up itself
@@ -175,23 +177,23 @@ def test_publish_announcing_200_mb_is_skipped_with_bounded_memory(make_rig, inte
 
     rig = make_rig(interp, [first])
     c = rig.ctl
-    c.wait_log("connected to")
+    c.wait_line("connected to")
     conn1 = rig.broker.wait_conns(1)
     time.sleep(0.3)
     rss0 = c.rss_kb()
     lm = c.mark()
     go.set()
-    c.item("MLON")  # while the packet streams by the loop still takes item lines (idle: ignored)
-    c.wait_log("item 'MLON' ignored", start=lm)
+    c.items("MLON")  # while the packet streams by the loop still takes item lines (idle: ignored)
+    c.wait_line("item 'MLON' ignored", start=lm)
     assert sent.wait(60), "the controller stopped reading the oversized packet"
     deadline = time.monotonic() + 20
     while _unsent(conn1) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _unsent(conn1) == 0
     rss1 = c.rss_kb()
-    assert c.count("lost|failed", lm) == 0, c.log()  # the stream alone does not kill the link
+    assert c.count("lost|failed", lm) == 0, c.output()  # the stream alone does not kill the link
     release.set()
-    c.wait_log(r"link to .* lost: .*(closed by the broker|[Rr]eset)", start=lm)
+    c.wait_line(r"link to .* lost: .*(closed by the broker|[Rr]eset)", start=lm)
     rig.wait_good_connection(2)
     assert rss1 - rss0 < 4 * 1024, (rss0, rss1)  # KiB: nothing like the 20 MB that went by
 
@@ -211,8 +213,8 @@ def test_complete_oversized_command_is_acknowledged_and_skipped(make_rig, interp
         _answer_recording_pubacks(conn, done, acked)
 
     rig = make_rig(interp, [first])
-    rig.ctl.wait_log("status rejected .*oversized")
-    rig.ctl.wait_log("session started")
+    rig.ctl.wait_line("status rejected .*oversized")
+    rig.ctl.wait_line("session started")
     _wait_acked(acked, {77, 78}, done)
     assert rig.ctl.count("lost|failed") == 0
 
@@ -235,10 +237,10 @@ def test_puback_for_an_unknown_packet_id_is_ignored(make_rig, interp: str) -> No
                 continue
 
     rig = make_rig(interp, [first])
-    rig.ctl.wait_log("session started")
+    rig.ctl.wait_line("session started")
     lm = rig.ctl.mark()
-    rig.ctl.item("MLON")
-    rig.ctl.wait_log(r'update \{"id":1,"list":\{"MLON":1\}\}', start=lm)
+    rig.ctl.items("MLON")
+    rig.ctl.wait_line(r'update \{"id":1,"list":\{"MLON":1\}\}', start=lm)
     conn = rig.broker.wait_conns(1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (UPDATE, b'{"id":1,"list":{"MLON":1}}') not in [
@@ -277,14 +279,14 @@ def test_endless_pingresps_close_the_link(make_rig, interp: str) -> None:
 
     rig = make_rig(interp, [first])
     c = rig.ctl
-    c.wait_log(r"link to .* lost: PINGRESPs the client never asked for")
+    c.wait_line(r"link to .* lost: PINGRESPs the client never asked for")
     rig.wait_good_connection(2)
     assert not rig.broker.errors and c.alive()
     assert flooded[0] > 0
-    c.wait_log("session started")  # on the first connection, before the flood; still shopping
+    c.wait_line("session started")  # on the first connection, before the flood; still shopping
     lm = c.mark()
-    c.item("MLON")
-    c.wait_log(r'update \{"id":1,"list":\{"MLON":1\}\}', start=lm)
+    c.items("MLON")
+    c.wait_line(r'update \{"id":1,"list":\{"MLON":1\}\}', start=lm)
     want = (UPDATE, b'{"id":1,"list":{"MLON":1}}')
     deadline = time.monotonic() + 10
     while want not in rig.broker.published(UPDATE) and time.monotonic() < deadline:
@@ -347,7 +349,7 @@ def test_messages_queued_for_a_resumed_session_arrive_with_the_connack(make_rig,
         _answer_recording_pubacks(conn, done, acked)
 
     rig = make_rig(interp, [first])
-    rig.ctl.wait_log("session started")
-    rig.ctl.wait_log("TOTAL 2,500 KRW")
+    rig.ctl.wait_line("session started")
+    rig.ctl.wait_line("TOTAL 2,500 KRW")
     _wait_acked(acked, {3, 4}, done)
-    assert rig.ctl.count("failed|lost") == 0 and len(rig.broker.conns) == 1, rig.ctl.log()
+    assert rig.ctl.count("failed|lost") == 0 and len(rig.broker.conns) == 1, rig.ctl.output()

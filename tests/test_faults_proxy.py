@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import Mosquitto
+from tests.support.broker import Broker
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults_controller import ControllerProc
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 INTERPS = ["cpython", "micropython"]
 STATUS = "basket/1/status"
@@ -26,7 +26,7 @@ DETECT_MARGIN = 1.0  # s of scheduling slack on top of 1.5 x keepalive
 class Rig:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.broker = Mosquitto().start()
+        self.broker = Broker.with_acl().start()
         self.proxy = FaultProxy(self.broker.port)
         self.peer = Peer(self.broker.port)
         self.peer.subscribe("basket/1/#")
@@ -34,8 +34,9 @@ class Rig:
 
     def controller(self, interp: str, keepalive: int = 2) -> ControllerProc:
         m = self.peer.mark()
-        self.ctl = ControllerProc(interp, self.proxy.port, self.tmp, keepalive=keepalive)
-        self.ctl.wait_log("connected to")
+        self.ctl = ControllerProc(interp, self.proxy.port, workdir=self.tmp,
+                                  keepalive=keepalive, DISPLAY="none", LOG_LEVEL="info")
+        self.ctl.start()  # and waits for "connected to"
         # "online" follows the SUBSCRIBE on the same link: from here on a command is heard.
         m = self.peer.wait_payload(AVAIL, b"online", start=m)
         self.peer.wait_payload(UPDATE, self.update(""), start=m)  # the cart it came up with
@@ -54,13 +55,13 @@ class Rig:
         assert self.ctl is not None
         lm = self.ctl.mark()
         self.command("start")
-        self.ctl.wait_log("session started", start=lm)
+        self.ctl.wait_line("session started", start=lm)
         self.wait_update("", self.peer.mark() - 1)
 
     def add(self, line: str, cart: str) -> None:
         assert self.ctl is not None
         m = self.peer.mark()
-        self.ctl.item(line)
+        self.ctl.items(line)
         self.wait_update(cart, m)
 
     def check_answers(self, cart: str, total: int) -> None:
@@ -72,7 +73,7 @@ class Rig:
         self.wait_update(cart, m)
         lm = self.ctl.mark()
         self.command('{"msg":"total","payload":{"basketid":1,"totalprice":%d}}' % total)
-        self.ctl.wait_log(r"TOTAL [0-9,]+ KRW", start=lm)
+        self.ctl.wait_line(r"TOTAL [0-9,]+ KRW", start=lm)
 
     def wait_retained(self, cart: str, timeout: float = 15.0) -> None:
         """A fresh subscriber gets `cart` as the retained update (what the backend would see)."""
@@ -89,9 +90,9 @@ class Rig:
     def close(self) -> None:
         if self.ctl is not None:
             code = self.ctl.stop()
-            print("controller log (%s):\n%s" % (self.ctl.interp, self.ctl.log()))
+            print("controller log (%s):\n%s" % (self.ctl.interp, self.ctl.output()))
             self.ctl.assert_no_traceback()
-            assert code == 0, self.ctl.log()[-3000:]
+            assert code == 0, self.ctl.output()[-3000:]
         self.peer.close()
         self.proxy.close()
         self.broker.close()
@@ -130,8 +131,8 @@ def test_half_open_link_is_detected_within_1_5_keepalives_and_reconnected(rig: R
     lm = c.mark()
     t0 = time.monotonic()
     rig.proxy.blackhole()  # the link stays open, nothing comes through either way
-    c.item("APPLE")  # published into the void: must be re-sent after the reconnect
-    t_lost, line = c.wait_log(r"link .* lost: no packet from the broker", timeout=3 * ka,
+    c.items("APPLE")  # published into the void: must be re-sent after the reconnect
+    t_lost, line, _, _ = c.wait_line(r"link .* lost: no packet from the broker", timeout=3 * ka,
                               start=lm)
     detect = t_lost - t0
     assert detect <= 1.5 * ka + DETECT_MARGIN, (detect, line)
@@ -140,7 +141,7 @@ def test_half_open_link_is_detected_within_1_5_keepalives_and_reconnected(rig: R
         time.sleep(0.01)  # the proxy thread sees the close a moment after the log line
     assert first.client_eof_at is not None and first.client_eof_at - t0 <= 1.5 * ka + DETECT_MARGIN
     pair = rig.proxy.wait_connections(2)  # a new link, past the half-open one
-    c.wait_log("connected to", start=lm)
+    c.wait_line("connected to", start=lm)
     assert pair.closed_at is None
     rig.check_answers('"APPLE":1,"MLON":1', 1500)
     assert c.count("update .*APPLE") >= 1
@@ -158,7 +159,7 @@ def test_byte_at_a_time_delivery_changes_nothing(rig: Rig, interp: str) -> None:
     rig.add("-MLON", '"APPLE":3,"MLON":1')
     lm = c.mark()
     rig.command('{"msg":"total","payload":{"basketid":1,"totalprice":13900}}')
-    c.wait_log("TOTAL 13,900 KRW", start=lm)
+    c.wait_line("TOTAL 13,900 KRW", start=lm)
     m_end = rig.peer.mark()
     rig.command("end")
     rig.wait_update("", m_end)
@@ -166,7 +167,7 @@ def test_byte_at_a_time_delivery_changes_nothing(rig: Rig, interp: str) -> None:
     assert updates == [rig.update(x) for x in (
         "", '"MLON":1', '"MLON":2', '"APPLE":3,"MLON":2', '"APPLE":3,"MLON":1', "")], updates
     assert rig.proxy.connections() == 1  # not one reconnect
-    assert c.count("rejected|lost|failed") == 0, c.log()
+    assert c.count("rejected|lost|failed") == 0, c.output()
 
 
 @pytest.mark.parametrize("interp", INTERPS)
@@ -192,7 +193,7 @@ def test_stall_in_the_middle_of_a_packet_does_not_block_the_loop(rig: Rig, inter
     assert time.monotonic() - t0 < 1.5 * ka, "stall test outlived the keepalive window"
     assert c.count("TOTAL", lm) == 0  # the stalled packet is still incomplete
     rig.proxy.pass_through()
-    c.wait_log("TOTAL 4,200 KRW", start=lm)
+    c.wait_line("TOTAL 4,200 KRW", start=lm)
     assert rig.proxy.connections() == 1
     assert c.count("lost", lm) == 0
     rig.check_answers('"KIWI":2,"MLON":1', 900)
@@ -205,11 +206,11 @@ def test_reset_connection_reconnects_with_newest_cart(rig: Rig, interp: str) -> 
     rig.add("MLON", '"MLON":1')
     lm = c.mark()
     assert rig.proxy.reset() == 1
-    c.wait_log(r"link .* lost", start=lm)
-    c.item("MLON=5")  # during the back-off
-    c.item("PEAR")
+    c.wait_line(r"link .* lost", start=lm)
+    c.items("MLON=5")  # during the back-off
+    c.items("PEAR")
     rig.proxy.wait_connections(2)
-    c.wait_log("connected to", start=lm)
+    c.wait_line("connected to", start=lm)
     rig.check_answers('"MLON":5,"PEAR":1', 2000)
 
 
@@ -222,18 +223,18 @@ def test_traffic_dropped_for_a_while_then_recovers(rig: Rig, interp: str) -> Non
     # Shorter than 1.5 x keepalive: the link survives, late bytes arrive, no reconnect.
     lm = c.mark()
     rig.proxy.hold()
-    c.item("KIWI")
+    c.items("KIWI")
     time.sleep(1.0)
     rig.proxy.pass_through()
     rig.wait_update('"KIWI":1,"MLON":1')
-    assert rig.proxy.connections() == 1 and c.count("lost", lm) == 0, c.log()
+    assert rig.proxy.connections() == 1 and c.count("lost", lm) == 0, c.output()
     # Longer than 1.5 x keepalive: declared dead; the reconnect waits out the outage.
     lm = c.mark()
     rig.proxy.hold()
-    c.item("KIWI=3")
-    c.wait_log(r"link .* lost", timeout=1.5 * ka + 3, start=lm)
-    c.item("-MLON")
+    c.items("KIWI=3")
+    c.wait_line(r"link .* lost", timeout=1.5 * ka + 3, start=lm)
+    c.items("-MLON")
     time.sleep(1.5)
     rig.proxy.pass_through()
-    c.wait_log("connected to", start=lm)
+    c.wait_line("connected to", start=lm)
     rig.check_answers('"KIWI":3', 3100)

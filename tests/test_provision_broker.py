@@ -15,30 +15,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.provisioned import Client, ProvisionedDir, provision, refused
+from tests.support.broker import Broker, provision
+from tests.support.provisioned import Client, refused
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[ProvisionedDir]:
+def broker() -> Iterator[Broker]:
     # The default --run-as-user: when the tests run as root this checks that Mosquitto, having
     # dropped to the `mosquitto` user, still reads its dynamic-security file, key and data.
-    b = ProvisionedDir("--baskets", "1-3", "--service-workers", "2").start()
+    b = Broker.provisioned("--baskets", "1-3", "--service-workers", "2").start()
     yield b
     b.close()
 
 
-def basket(b: ProvisionedDir, n: int, **kw: object) -> Client:
+def basket(b: Broker, n: int, **kw: object) -> Client:
     """Basket n's own login, with its own client id `basket-<n>` unless told otherwise."""
     return Client(b.port, "basket%d" % n, b.password(n), **kw)  # type: ignore[arg-type]
 
 
-def attacker(b: ProvisionedDir, **kw: object) -> Client:
+def attacker(b: Broker, **kw: object) -> Client:
     """Basket 1's valid login in the wrong hands: any client id it likes."""
     return Client(b.port, "basket1", b.password(1), **kw)  # type: ignore[arg-type]
 
 
-def service(b: ProvisionedDir, worker: int = 1, **kw: object) -> Client:
-    env = b.env(worker=worker)
+def service(b: Broker, worker: int = 1, **kw: object) -> Client:
+    env = b.env_file(worker=worker)
     return Client(b.port, env["MQTT_USER"], env["MQTT_PASSWORD"], **kw)  # type: ignore[arg-type]
 
 
@@ -49,7 +50,7 @@ def peak_rss_kb(pid: int) -> int:
     raise AssertionError("no VmHWM for %d" % pid)
 
 
-def test_broker_runs_as_the_configured_user(broker: ProvisionedDir) -> None:
+def test_broker_runs_as_the_configured_user(broker: Broker) -> None:
     if os.geteuid() != 0:
         pytest.skip("Mosquitto only switches users when started as root")
     import pwd
@@ -60,13 +61,13 @@ def test_broker_runs_as_the_configured_user(broker: ProvisionedDir) -> None:
     assert uid == pwd.getpwnam("mosquitto").pw_uid
 
 
-def test_anonymous_refused(broker: ProvisionedDir) -> None:
+def test_anonymous_refused(broker: Broker) -> None:
     assert refused(broker.port, None, None).is_failure
     assert refused(broker.tls_port or 0, None, None, cafile=broker.dir / "ca.crt",
                    host="localhost").is_failure
 
 
-def test_wrong_password_and_unknown_user_refused(broker: ProvisionedDir) -> None:
+def test_wrong_password_and_unknown_user_refused(broker: Broker) -> None:
     refused(broker.port, "basket1", broker.password(2))
     refused(broker.port, "basket1", "")
     refused(broker.port, "service", broker.password(1))
@@ -75,7 +76,7 @@ def test_wrong_password_and_unknown_user_refused(broker: ProvisionedDir) -> None
     c.close()
 
 
-def test_basket_cannot_publish_for_another_basket(broker: ProvisionedDir) -> None:
+def test_basket_cannot_publish_for_another_basket(broker: Broker) -> None:
     svc = service(broker)
     b1 = basket(broker, 1)
     b2 = basket(broker, 2)
@@ -104,7 +105,7 @@ def test_basket_cannot_publish_for_another_basket(broker: ProvisionedDir) -> Non
 # --- identity: one login, one client id ------------------------------------------------------
 
 
-def test_basket_login_connects_only_as_its_own_client_id(broker: ProvisionedDir) -> None:
+def test_basket_login_connects_only_as_its_own_client_id(broker: Broker) -> None:
     ok = attacker(broker)  # basket-1: its own id
     ok.close()
     for cid in ("basket-2", "basket-3", "", "basket-1x", "basket1", "x"):
@@ -112,7 +113,7 @@ def test_basket_login_connects_only_as_its_own_client_id(broker: ProvisionedDir)
         assert str(reason) == "Not authorized", (cid, reason)
 
 
-def test_client_id_takeover_refused_session_kept(broker: ProvisionedDir) -> None:
+def test_client_id_takeover_refused_session_kept(broker: Broker) -> None:
     """Before: basket 1's login connecting as `basket-2` kicked basket 2 off, and with a clean
     session destroyed its queued `start`."""
     svc = service(broker)
@@ -140,9 +141,9 @@ def test_client_id_takeover_refused_session_kept(broker: ProvisionedDir) -> None
         basket(broker, 2).close()  # clean: leave no session behind for other tests
 
 
-def test_basket_cannot_take_the_service_client_id(broker: ProvisionedDir) -> None:
+def test_basket_cannot_take_the_service_client_id(broker: Broker) -> None:
     """Before: the service's predictable id let a basket kick it 4-5 times in 8 s."""
-    env = broker.env()
+    env = broker.env_file()
     sid = env["SERVICE_CLIENT_ID"]
     svc = service(broker, client_id=sid, clean=False)
     try:
@@ -160,8 +161,8 @@ def test_basket_cannot_take_the_service_client_id(broker: ProvisionedDir) -> Non
         service(broker, client_id=sid).close()
 
 
-def test_service_workers_have_their_own_logins_and_ids(broker: ProvisionedDir) -> None:
-    one, two = broker.env(worker=1), broker.env(worker=2)
+def test_service_workers_have_their_own_logins_and_ids(broker: Broker) -> None:
+    one, two = broker.env_file(worker=1), broker.env_file(worker=2)
     assert one["MQTT_USER"] == "service" and two["MQTT_USER"] == "service-2"
     assert one["MQTT_PASSWORD"] != two["MQTT_PASSWORD"]
     assert one["SERVICE_CLIENT_ID"] != two["SERVICE_CLIENT_ID"]
@@ -178,7 +179,7 @@ def test_service_workers_have_their_own_logins_and_ids(broker: ProvisionedDir) -
             c.close()
 
 
-def test_nobody_can_change_users_or_roles(broker: ProvisionedDir) -> None:
+def test_nobody_can_change_users_or_roles(broker: Broker) -> None:
     """No admin user: the plugin's control topic is refused to baskets and the service alike."""
     command = json.dumps({"commands": [
         {"command": "createClient", "username": "evil", "password": "evil-pw-0123"},
@@ -200,7 +201,7 @@ def test_nobody_can_change_users_or_roles(broker: ProvisionedDir) -> None:
 # --- subscriptions: a basket reads only its own status ---------------------------------------
 
 
-def test_basket_may_subscribe_only_its_own_status(broker: ProvisionedDir) -> None:
+def test_basket_may_subscribe_only_its_own_status(broker: Broker) -> None:
     b1 = attacker(broker)
     try:
         forbidden = ["#", "basket/+/status", "basket/2/status", "$share/pricing/basket/+/update",
@@ -214,7 +215,7 @@ def test_basket_may_subscribe_only_its_own_status(broker: ProvisionedDir) -> Non
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_shared_subscription_hijack_refused(broker: ProvisionedDir, shared: bool) -> None:
+def test_shared_subscription_hijack_refused(broker: Broker, shared: bool) -> None:
     """Before: basket 1 subscribed `$share/pricing/basket/+/update` beside the service and took
     half of basket 2's updates, which the broker then dropped."""
     prefix = "$share/pricing/" if shared else ""
@@ -236,7 +237,7 @@ def test_shared_subscription_hijack_refused(broker: ProvisionedDir, shared: bool
             c.close()
 
 
-def test_service_retained_reads(broker: ProvisionedDir) -> None:
+def test_service_retained_reads(broker: Broker) -> None:
     """The CLI's and the service's short retained read: one basket's update, or all of them."""
     b3 = basket(broker, 3)
     b3.publish("basket/3/update", b'{"id":3,"list":{"R":1}}', retain=True)
@@ -253,7 +254,7 @@ def test_service_retained_reads(broker: ProvisionedDir) -> None:
 # --- size limits ---------------------------------------------------------------------------------
 
 
-def test_oversized_publish_cut_at_its_header(broker: ProvisionedDir) -> None:
+def test_oversized_publish_cut_at_its_header(broker: Broker) -> None:
     """Before: a 50 MiB retained update was accepted, stored and delivered on every restart."""
     assert broker.proc is not None
     svc = service(broker)
@@ -283,7 +284,7 @@ def test_oversized_publish_cut_at_its_header(broker: ProvisionedDir) -> None:
         svc.close()
 
 
-def test_payload_over_the_contract_limit_dropped(broker: ProvisionedDir) -> None:
+def test_payload_over_the_contract_limit_dropped(broker: Broker) -> None:
     svc = service(broker)
     b1 = attacker(broker)
     try:
@@ -309,7 +310,7 @@ def test_payload_over_the_contract_limit_dropped(broker: ProvisionedDir) -> None
 
 
 def test_basket_cannot_read_another_basket_or_fake_its_own_status(
-    broker: ProvisionedDir,
+    broker: Broker,
 ) -> None:
     svc = service(broker)
     b1 = basket(broker, 1)
@@ -327,7 +328,7 @@ def test_basket_cannot_read_another_basket_or_fake_its_own_status(
         b1.close()
 
 
-def test_basket_and_service_do_their_jobs(broker: ProvisionedDir) -> None:
+def test_basket_and_service_do_their_jobs(broker: Broker) -> None:
     b2 = basket(broker, 2, will=("basket/2/availability", b"offline"))
     try:
         assert b2.subscribe("basket/2/status") == [1]
@@ -348,7 +349,7 @@ def test_basket_and_service_do_their_jobs(broker: ProvisionedDir) -> None:
         b2.close()
 
 
-def test_service_shared_subscription(broker: ProvisionedDir) -> None:
+def test_service_shared_subscription(broker: Broker) -> None:
     svc = service(broker)
     b3 = basket(broker, 3)
     try:
@@ -363,7 +364,7 @@ def test_service_shared_subscription(broker: ProvisionedDir) -> None:
         b3.close()
 
 
-def test_service_cannot_forge_updates_or_read_statuses(broker: ProvisionedDir) -> None:
+def test_service_cannot_forge_updates_or_read_statuses(broker: Broker) -> None:
     forger = service(broker)
     watcher = service(broker, worker=2)
     b3 = basket(broker, 3)
@@ -385,13 +386,13 @@ def test_service_cannot_forge_updates_or_read_statuses(broker: ProvisionedDir) -
         b3.close()
 
 
-def test_tls_with_ca_verification(broker: ProvisionedDir) -> None:
-    env = broker.env(1)
+def test_tls_with_ca_verification(broker: Broker) -> None:
+    env = broker.env_file(1)
     assert env["MQTT_TLS"] == "1" and env["MQTT_PORT"] == str(broker.tls_port)
     assert env["MQTT_HOST"] == "localhost"
     b1 = Client(int(env["MQTT_PORT"]), env["MQTT_USER"], env["MQTT_PASSWORD"],
                 cafile=env["MQTT_CAFILE"], host=env["MQTT_HOST"])
-    senv = broker.env()
+    senv = broker.env_file()
     svc = Client(int(senv["MQTT_PORT"]), senv["MQTT_USER"], senv["MQTT_PASSWORD"],
                  cafile=senv["MQTT_CAFILE"], host="127.0.0.1")  # the second name in the cert
     try:
@@ -405,35 +406,35 @@ def test_tls_with_ca_verification(broker: ProvisionedDir) -> None:
 
 
 @pytest.fixture(scope="module")
-def other() -> Iterator[ProvisionedDir]:
+def other() -> Iterator[Broker]:
     """A second broker with its own CA and a certificate for another host name."""
-    b = ProvisionedDir("--baskets", "1", "--host", "mqtt.invalid").start()
+    b = Broker.provisioned("--baskets", "1", "--host", "mqtt.invalid").start()
     yield b
     b.close()
 
 
-def test_tls_wrong_ca_refused(broker: ProvisionedDir, other: ProvisionedDir) -> None:
+def test_tls_wrong_ca_refused(broker: Broker, other: Broker) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
         Client(broker.tls_port or 0, "basket1", broker.password(1),
                cafile=other.dir / "ca.crt", host="localhost")
 
 
-def test_tls_wrong_host_name_refused(other: ProvisionedDir) -> None:
-    env = other.env(1)
+def test_tls_wrong_host_name_refused(other: Broker) -> None:
+    env = other.env_file(1)
     assert env["MQTT_HOST"] == "mqtt.invalid"
     with pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname|IP address mismatch"):
         Client(other.tls_port or 0, "basket1", env["MQTT_PASSWORD"],
                cafile=env["MQTT_CAFILE"], host="127.0.0.1")
 
 
-def test_plain_listener_does_not_speak_tls(broker: ProvisionedDir) -> None:
+def test_plain_listener_does_not_speak_tls(broker: Broker) -> None:
     with pytest.raises((ssl.SSLError, OSError)):
         Client(broker.port, "basket1", broker.password(1), cafile=broker.dir / "ca.crt",
                host="localhost")
 
 
 def test_reprovision_keeps_passwords_adds_baskets_and_rotates() -> None:
-    b = ProvisionedDir("--baskets", "1-2").start()
+    b = Broker.provisioned("--baskets", "1-2").start()
     try:
         old = {n: b.password(n) for n in (1, 2)}
         old_service = b.password()
@@ -448,7 +449,7 @@ def test_reprovision_keeps_passwords_adds_baskets_and_rotates() -> None:
         assert {n: b.password(n) for n in (1,)} == {1: old[1]}
         assert b.password(2) != old[2]
         assert b.password() == old_service
-        assert b.env(5)["MQTT_PORT"] == str(b.tls_port)
+        assert b.env_file(5)["MQTT_PORT"] == str(b.tls_port)
         assert old[2] not in res.stdout + res.stderr and b.password(2) not in res.stdout
         assert "restart a running broker" in res.stdout
 
@@ -527,7 +528,7 @@ def test_hashes_match_mosquitto_ctrl(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_service_works_on_the_provisioned_broker(broker: ProvisionedDir, shared: bool,
+def test_service_works_on_the_provisioned_broker(broker: Broker, shared: bool,
                                                  tmp_path: Path) -> None:
     """`basket_service serve` with its service.env (TLS, its own login and client id), with and
     without --share-group (two workers, each its own login), and the CLI beside it."""
@@ -536,7 +537,7 @@ def test_service_works_on_the_provisioned_broker(broker: ProvisionedDir, shared:
     def env(worker: int) -> dict[str, str]:
         e = {k: v for k, v in os.environ.items()
              if not k.startswith(("MQTT_", "SERVICE_", "BASKET")) and k != "DATABASE_URL"}
-        e.update(broker.env(worker=worker), BASKET_DB=str(tmp_path / "basket.db"),
+        e.update(broker.env_file(worker=worker), BASKET_DB=str(tmp_path / "basket.db"),
                  BASKETS="1-3", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
         return e
 
@@ -555,10 +556,10 @@ def test_service_works_on_the_provisioned_broker(broker: ProvisionedDir, shared:
         want = b'"totalprice":%d' % (4 * 13900)
         deadline = time.monotonic() + 15
         while not any(want in p for _, p, _ in b2.messages):
-            assert time.monotonic() < deadline, (b2.messages, [w.log() for w in workers])
+            assert time.monotonic() < deadline, (b2.messages, [w.output()[-4000:] for w in workers])
             time.sleep(0.05)
         for w in workers:
-            assert "Not authorized" not in w.log() and "not authorised" not in w.log()
+            assert "Not authorized" not in w.output() and "not authorised" not in w.output()
     finally:
         b2.close()
         for w in workers:

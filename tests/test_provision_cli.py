@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.provisioned import provision, read_env, shared_tmpdir
+from tests.support.broker import provision, read_env, shared_tmpdir
 from tools import dev_broker
 from tools import provision as prov
 

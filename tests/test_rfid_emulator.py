@@ -4,11 +4,9 @@ same source code under the MicroPython unix port)."""
 from __future__ import annotations
 
 import os
-import queue
+import re
 import select
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mqtt_controller import compat, rfid, yrm100
+from tests.support.process import Process
 from tools.yrm100_emulator import Yrm100Emulator, make_epc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,18 +241,13 @@ def test_the_source_under_micropython(emu: Yrm100Emulator, tmp_path: Path) -> No
     stop = tmp_path / "stop"
     emu.set_tag(make_epc("MLON", 1), -40)
     emu.set_tag(make_epc("MLON", 2), -40)
-    proc = subprocess.Popen([str(mp), str(script), str(ROOT), emu.path, str(stop)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x.strip()) for x in proc.stdout or []],
-                     daemon=True).start()
+    proc = Process([str(mp), str(script), str(ROOT), emu.path, str(stop)],
+                   dict(os.environ)).start()
+    after = 0
 
-    def expect(want: str) -> None:
-        end = time.monotonic() + 10
-        while True:
-            got = lines.get(timeout=max(0.1, end - time.monotonic()))
-            if got == want:
-                return
+    def expect(want: str) -> None:  # the next line that is `want`, after the last one expected
+        nonlocal after
+        after = proc.wait_line("^%s$" % re.escape(want), timeout=10, start=after).pos + 1
 
     try:
         expect("LINE MLON=2")
@@ -268,34 +262,25 @@ def test_the_source_under_micropython(emu: Yrm100Emulator, tmp_path: Path) -> No
         expect("STATS 1 1")
         assert proc.wait(timeout=10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        proc.kill()
 
 
 def test_emulator_command_line(tmp_path: Path) -> None:
     link = str(tmp_path / "cli")
-    proc = subprocess.Popen([sys.executable, "-m", "tools.yrm100_emulator", "--link", link,
-                             "--tag", "MLON=-40", "--tag", "MLON=-45", "--round-ms", "20"],
-                            cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = Process([sys.executable, "-m", "tools.yrm100_emulator", "--link", link,
+                    "--tag", "MLON=-40", "--tag", "MLON=-45", "--round-ms", "20"],
+                   dict(os.environ), cwd=ROOT).start(stdin=True)
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        assert proc.stdout.readline().strip() == link
+        assert proc.wait_line(".", timeout=10).text.strip() == link  # its first line
         src, loop = shopping(link)
         try:
             loop.until_line("MLON=2")
-            proc.stdin.write("rssi 1 -80\n")
-            proc.stdin.flush()
+            proc.send("rssi 1 -80\n")
             loop.until_line("MLON=1")
         finally:
             src.close()
-        proc.stdin.write("quit\n")
-        proc.stdin.flush()
+        proc.send("quit\n")
         assert proc.wait(timeout=10) == 0
         assert not os.path.lexists(link)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        proc.kill()

@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.broker import free_port
-from tests.support.provisioned import read_env
+from tests.support.broker import free_port, read_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

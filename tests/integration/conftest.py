@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.broker import Mosquitto
-from tests.support.controller_proc import Controller
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 ACL = """\
 user basket1
@@ -35,14 +35,14 @@ def interp(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    b = Mosquitto(acl=ACL).start()
+def broker() -> Iterator[Broker]:
+    b = Broker.with_acl(acl=ACL).start()
     yield b
     b.close()
 
 
 @pytest.fixture
-def backend(broker: Mosquitto) -> Iterator[Peer]:
+def backend(broker: Broker) -> Iterator[Peer]:
     """The service's side of the contract: sees updates and availability, sends commands."""
     p = Peer(broker.port, "service", "service-pw")
     p.subscribe("basket/+/update")
@@ -52,11 +52,11 @@ def backend(broker: Mosquitto) -> Iterator[Peer]:
 
 
 @pytest.fixture
-def controller(interp: str, broker: Mosquitto) -> Iterator[Callable[..., Controller]]:
-    made: list[Controller] = []
+def controller(interp: str, broker: Broker) -> Iterator[Callable[..., ControllerProc]]:
+    made: list[ControllerProc] = []
 
-    def make(**env: str) -> Controller:
-        c = Controller(interp, broker.port, **env)
+    def make(**env: str) -> ControllerProc:
+        c = ControllerProc(interp, broker.port, **env)
         made.append(c)
         return c
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.controller_proc import run_once
+from tests.support.process import run_once
 
 
 def test_help_lists_the_settings(interp: str) -> None:

@@ -6,16 +6,16 @@ import json
 import time
 from collections.abc import Callable
 
-from tests.support.broker import Mosquitto
-from tests.support.controller_proc import Controller
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 UPD = "basket/1/update"
 STATUS = "basket/1/status"
 AVAIL = "basket/1/availability"
 
 
-def test_broker_restart_mid_session(controller: Callable[..., Controller], broker: Mosquitto,
+def test_broker_restart_mid_session(controller: Callable[..., ControllerProc], broker: Broker,
                                     backend: Peer) -> None:
     c = controller(MQTT_KEEPALIVE="5").start()
     backend.publish(STATUS, b"start")
@@ -46,7 +46,7 @@ def test_broker_restart_mid_session(controller: Callable[..., Controller], broke
 
 
 def test_command_sent_while_offline_arrives_after_reconnect(
-        controller: Callable[..., Controller], backend: Peer) -> None:
+        controller: Callable[..., ControllerProc], backend: Peer) -> None:
     c = controller().start()
     at = backend.wait_payload(UPD, b'{"id":1,"list":{}}')
     c.signal(2)  # a clean stop; the broker keeps the persistent session
@@ -58,15 +58,15 @@ def test_command_sent_while_offline_arrives_after_reconnect(
     assert "session resumed" in c.output()
 
 
-def test_kill_9_mid_session_restores_cart_and_state(controller: Callable[..., Controller],
+def test_kill_9_mid_session_restores_cart_and_state(controller: Callable[..., ControllerProc],
                                                     backend: Peer) -> None:
     c = controller().start()
     backend.publish(STATUS, b"start")
     c.wait_log("session started")
     c.items("MLON", "MLON", "PCH4")
     at = backend.wait_payload(UPD, b'{"id":1,"list":{"MLON":2,"PCH4":1}}')
-    c.kill9()
-    state = json.loads((c.dir / "state.json").read_text())
+    c.kill()
+    state = json.loads(c.state_file.read_text())
     assert state["state"] == "shopping" and state["list"] == {"MLON": 2, "PCH4": 1}
     c.start()
     c.wait_log("restored shopping state with 3 item(s)")
@@ -75,12 +75,13 @@ def test_kill_9_mid_session_restores_cart_and_state(controller: Callable[..., Co
     backend.wait_payload(UPD, b'{"id":1,"list":{"BLUE":1,"MLON":2,"PCH4":1}}', start=at)
 
 
-def test_corrupt_state_file_starts_idle_with_a_warning(controller: Callable[..., Controller],
+def test_corrupt_state_file_starts_idle_with_a_warning(controller: Callable[..., ControllerProc],
                                                        backend: Peer) -> None:
     c = controller()
-    (c.dir / "state.json").write_text('{"state": "shopping", "list": {"MLON": ')
+    c.state_file.write_text('{"state": "shopping", "list": {"MLON": ')
     c.start()
-    out = c.wait_log("corrupt")
+    c.wait_log("corrupt")
+    out = c.output()
     assert "Traceback" not in out
     backend.wait_payload(UPD, b'{"id":1,"list":{}}')
     c.items("MLON")

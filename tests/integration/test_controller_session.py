@@ -6,9 +6,9 @@ import json
 import signal
 from collections.abc import Callable
 
-from tests.support.broker import Mosquitto
-from tests.support.controller_proc import Controller
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 UPD = "basket/1/update"
 STATUS = "basket/1/status"
@@ -21,7 +21,7 @@ def total(n: int, basket: int = 1, camel: bool = False) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def test_start_items_total_end(controller: Callable[..., Controller], backend: Peer) -> None:
+def test_start_items_total_end(controller: Callable[..., ControllerProc], backend: Peer) -> None:
     c = controller().start()
     backend.wait_payload(AVAIL, b"online")
     at = backend.wait_payload(UPD, b'{"id":1,"list":{}}')
@@ -42,10 +42,10 @@ def test_start_items_total_end(controller: Callable[..., Controller], backend: P
     mark = c.mark()
     c.items("MLON")
     c.wait_log("ignored", start=mark)
-    assert c.proc is not None and c.proc.poll() is None
+    assert c.alive()
 
 
-def test_json_and_camel_case_commands(controller: Callable[..., Controller],
+def test_json_and_camel_case_commands(controller: Callable[..., ControllerProc],
                                       backend: Peer) -> None:
     c = controller().start()
     at = backend.wait_payload(UPD, b'{"id":1,"list":{}}')
@@ -61,7 +61,7 @@ def test_json_and_camel_case_commands(controller: Callable[..., Controller],
     c.wait_log("session ended", start=mark)
 
 
-def test_hostile_commands_and_items_change_nothing(controller: Callable[..., Controller],
+def test_hostile_commands_and_items_change_nothing(controller: Callable[..., ControllerProc],
                                                    backend: Peer) -> None:
     c = controller().start()
     backend.publish(STATUS, b"start")
@@ -84,7 +84,8 @@ def test_hostile_commands_and_items_change_nothing(controller: Callable[..., Con
     mark = c.mark()
     backend.publish(STATUS, b"start")  # re-publishes the cart: proof it is intact and alive
     backend.wait_payload(UPD, b'{"id":1,"list":{"MLON":2}}', start=at)
-    out = c.wait_log("start while shopping", start=mark)
+    c.wait_log("start while shopping", start=mark)
+    out = c.output()
     out = c.output()
     assert out.count("status rejected") == len(bad_commands), out
     assert out.count("item rejected") == 9, out
@@ -94,7 +95,7 @@ def test_hostile_commands_and_items_change_nothing(controller: Callable[..., Con
     c.wait_log("TOTAL 100 KRW", start=mark)
 
 
-def test_clean_stop_says_offline_without_a_traceback(controller: Callable[..., Controller],
+def test_clean_stop_says_offline_without_a_traceback(controller: Callable[..., ControllerProc],
                                                      backend: Peer, interp: str) -> None:
     c = controller().start()
     at = backend.wait_payload(AVAIL, b"online")
@@ -106,26 +107,28 @@ def test_clean_stop_says_offline_without_a_traceback(controller: Callable[..., C
     assert "Traceback" not in out and "stopped;" in out
 
 
-def test_will_says_offline_after_kill_9(controller: Callable[..., Controller],
+def test_will_says_offline_after_kill_9(controller: Callable[..., ControllerProc],
                                         backend: Peer) -> None:
     c = controller(MQTT_KEEPALIVE="2").start()
     at = backend.wait_payload(AVAIL, b"online")
-    c.kill9()
+    c.kill()
     backend.wait_payload(AVAIL, b"offline", start=at, timeout=10)
 
 
-def test_wrong_password_is_a_clear_message(controller: Callable[..., Controller],
-                                           broker: Mosquitto) -> None:
+def test_wrong_password_is_a_clear_message(controller: Callable[..., ControllerProc],
+                                           broker: Broker) -> None:
     c = controller(MQTT_PASSWORD="not-the-password-s3cr3t").start(wait_connected=False)
     # Mosquitto 2 answers a wrong password with "not authorized" (code 5), not code 4.
-    out = c.wait_log("not authorized (check MQTT_USER, MQTT_PASSWORD and MQTT_CLIENT_ID)", timeout=15)
-    out = c.wait_log("connect attempt 2", timeout=15)
+    c.wait_log("not authorized (check MQTT_USER, MQTT_PASSWORD and MQTT_CLIENT_ID)", timeout=15)
+    out = c.output()
+    c.wait_log("connect attempt 2", timeout=15)
+    out = c.output()
     assert "not-the-password-s3cr3t" not in out
     assert "Traceback" not in out
-    assert c.proc is not None and c.proc.poll() is None  # keeps retrying
+    assert c.alive()  # keeps retrying
 
 
-def test_broker_never_sees_other_baskets_topics(controller: Callable[..., Controller],
+def test_broker_never_sees_other_baskets_topics(controller: Callable[..., ControllerProc],
                                                 backend: Peer) -> None:
     """A basket subscribes only to its own status topic: another basket's start is not seen."""
     c = controller().start()

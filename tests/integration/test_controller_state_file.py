@@ -6,7 +6,6 @@ not stop, so a write is made to fail by turning the file's directory into a regu
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import Mosquitto
-from tests.support.controller_proc import Controller
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 UPD = "basket/1/update"
 STATUS = "basket/1/status"
@@ -46,7 +45,7 @@ class Disk:
 
 
 def test_a_refused_state_write_is_retried_and_holds_the_update(
-        controller: Callable[..., Controller], broker: Mosquitto, backend: Peer) -> None:
+        controller: Callable[..., ControllerProc], broker: Broker, backend: Peer) -> None:
     disk = Disk()
     try:
         c = controller(CART_STATE_FILE=str(disk.file)).start()
@@ -74,7 +73,7 @@ def test_a_refused_state_write_is_retried_and_holds_the_update(
         c.wait_log("failed attempt(s)", start=mark)
 
         # A restart publishes the newest cart, never the one from before the failure.
-        c.kill9()
+        c.kill()
         peer = Peer(broker.port)
         try:
             peer.subscribe(UPD)
@@ -106,24 +105,25 @@ BAD_STATES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_STATES))
 def test_state_file_with_out_of_range_entries_starts_idle(
-        controller: Callable[..., Controller], backend: Peer, case: str) -> None:
+        controller: Callable[..., ControllerProc], backend: Peer, case: str) -> None:
     c = controller()
-    (c.dir / "state.json").write_text(json.dumps(BAD_STATES[case]))
+    c.state_file.write_text(json.dumps(BAD_STATES[case]))
     c.start(wait_connected=False)
     deadline = time.monotonic() + 15
     while "connected to" not in c.output() and time.monotonic() < deadline:
         assert c.proc is not None
         if c.proc.poll() is not None:
-            raise AssertionError("the basket stopped (exit %s):\n%s" % (c.proc.returncode,
+            raise AssertionError("the basket stopped (exit %s):\n%s" % (c.returncode,
                                                                         c.output()))
         time.sleep(0.05)
-    out = c.wait_log("connected to")
+    c.wait_log("connected to")
+    out = c.output()
     assert "WARNING" in out and "starting idle" in out, out
     assert "configuration error" not in out and "Traceback" not in out, out
     assert "[display] basket 1 | ready" in out, out
     backend.wait_payload(UPD, b'{"id":1,"list":{}}')
     c.items("MLON")  # idle: items are ignored until `start`
     c.wait_log("ignored")
-    assert c.proc is not None and c.proc.poll() is None
-    os.kill(c.proc.pid, 2)
+    assert c.alive()
+    c.signal(2)
     assert c.wait() != 2

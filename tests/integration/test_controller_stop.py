@@ -10,9 +10,9 @@ import signal
 import threading
 import time
 
-from tests.support.broker import Mosquitto
-from tests.support.controller_proc import Controller
+from tests.support.broker import Broker
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 STATUS = "basket/1/status"
 UPD = "basket/1/update"
@@ -24,8 +24,8 @@ def total(price: int) -> bytes:
     return b'{"msg":"total","payload":{"basketid":1,"totalprice":%d}}' % price
 
 
-def test_sigterm_during_traffic_stops_cleanly_at_once(broker: Mosquitto, backend: Peer) -> None:
-    c = Controller("cpython", broker.port)
+def test_sigterm_during_traffic_stops_cleanly_at_once(broker: Broker, backend: Peer) -> None:
+    c = ControllerProc("cpython", broker.port)
     try:
         c.start()
         backend.publish(STATUS, b"start")

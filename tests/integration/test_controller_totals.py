@@ -7,8 +7,8 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from tests.support.controller_proc import Controller
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 
 UPD = "basket/1/update"
 STATUS = "basket/1/status"
@@ -25,11 +25,11 @@ def total(price: int, cart: str | None = None) -> bytes:
             % (price, extra)).encode()
 
 
-def display_lines(c: Controller, start: int = 0) -> list[str]:
+def display_lines(c: ControllerProc, start: int = 0) -> list[str]:
     return [ln for ln in c.output(start).splitlines() if ln.startswith("[display]")]
 
 
-def test_only_a_total_for_the_cart_held_now_is_shown(controller: Callable[..., Controller],
+def test_only_a_total_for_the_cart_held_now_is_shown(controller: Callable[..., ControllerProc],
                                                      backend: Peer) -> None:
     c = controller().start()
     c.wait_log("[display] basket 1 | ready")
@@ -67,7 +67,7 @@ def test_only_a_total_for_the_cart_held_now_is_shown(controller: Callable[..., C
     assert display_lines(c, mark) == ["[display] basket 1 | ready"], c.output(mark)
 
 
-def test_item_updates_are_paced_and_the_newest_cart_wins(controller: Callable[..., Controller],
+def test_item_updates_are_paced_and_the_newest_cart_wins(controller: Callable[..., ControllerProc],
                                                           backend: Peer) -> None:
     c = controller().start()
     backend.publish(STATUS, b"start")
@@ -93,7 +93,7 @@ def test_item_updates_are_paced_and_the_newest_cart_wins(controller: Callable[..
     assert time.monotonic() - t < 0.15
 
 
-def test_a_dropped_update_converges_without_a_new_item(controller: Callable[..., Controller],
+def test_a_dropped_update_converges_without_a_new_item(controller: Callable[..., ControllerProc],
                                                        backend: Peer) -> None:
     c = controller().start()
     backend.publish(STATUS, b"start")

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.controller_proc import Controller
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc
 from tools.yrm100_emulator import Yrm100Emulator, make_epc
 
 UPD = "basket/1/update"
@@ -22,7 +22,7 @@ def readers() -> Iterator[list[Yrm100Emulator]]:
         e.close()
 
 
-def test_tags_drive_the_cart(controller: Callable[..., Controller], backend: Peer,
+def test_tags_drive_the_cart(controller: Callable[..., ControllerProc], backend: Peer,
                              readers: list[Yrm100Emulator]) -> None:
     a, b = readers
     c = controller(ITEM_SOURCE="rfid:%s,%s" % (a.path, b.path), RFID_CYCLE_MS="200",

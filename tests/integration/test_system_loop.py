@@ -8,15 +8,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.broker import Mosquitto
-from tests.support.controller_proc import Controller
+from tests.support.broker import Broker
+from tests.support.process import ControllerProc
 from tests.support.service_proc import ServiceProc, cli, service_env
 
 MLON, BLUE, APPL = 13900, 14980, 26900  # data/catalog_sample.csv
 
 
-def test_full_loop_with_the_real_basket(controller: Callable[..., Controller],
-                                        broker: Mosquitto, tmp_path: Path) -> None:
+def test_full_loop_with_the_real_basket(controller: Callable[..., ControllerProc],
+                                        broker: Broker, tmp_path: Path) -> None:
     env = service_env(broker.port, {"BASKET_DB": str(tmp_path / "basket.db")})
     svc = ServiceProc(env).start()
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import Mosquitto
+from tests.support.broker import Broker
 from tests.support.fake_basket import FakeBasket
 from tests.support.postgres import Postgres, unavailable_reason
 from tests.support.service_proc import CATALOG, ServiceProc
@@ -18,8 +18,8 @@ _db_names = itertools.count(1)
 
 
 @pytest.fixture
-def broker() -> Iterator[Mosquitto]:
-    b = Mosquitto(users={"basket1": "basket1-pw", "basket2": "basket2-pw",
+def broker() -> Iterator[Broker]:
+    b = Broker.with_acl(users={"basket1": "basket1-pw", "basket2": "basket2-pw",
                          "basket3": "basket3-pw", "basket4": "basket4-pw",
                          "service": "service-pw"}).start()
     yield b
@@ -54,7 +54,7 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def baskets(broker: Mosquitto) -> Iterator[Callable[[int], FakeBasket]]:
+def baskets(broker: Broker) -> Iterator[Callable[[int], FakeBasket]]:
     made: list[FakeBasket] = []
 
     def make(n: int) -> FakeBasket:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.broker import Mosquitto
+from tests.support.broker import Broker
 from tests.support.fake_basket import encode_update
 from tests.support.peer import Peer
 from tests.support.service_proc import cli, service_env
@@ -26,10 +26,10 @@ PRICE = 13900  # MLON
 
 
 @pytest.fixture
-def fleet_broker() -> Iterator[Mosquitto]:
+def fleet_broker() -> Iterator[Broker]:
     # No ACL: one client plays the whole fleet. As provisioned (tools/provision.py), more than
     # Mosquitto's default of 20 updates may be in flight to the service.
-    b = Mosquitto(users={"service": "service-pw", "fleet": "fleet-pw"},
+    b = Broker.with_acl(users={"service": "service-pw", "fleet": "fleet-pw"},
                   extra_conf="max_inflight_messages 1000\n").start()
     yield b
     b.close()
@@ -99,7 +99,7 @@ def test_service_batch_burst_priced_once_every_total_arrives(fleet_broker, any_d
     assert totals(watcher) == {n: [h["total"] for h in hist if h["basket"] == n]
                                for n in range(1, BASKETS + 1)}
     assert len(hist) + stats(env).get("superseded", 0) == BASKETS * ROUNDS
-    sizes = [int(m) for m in re.findall(r"batch: (\d+) message", "\n".join(svc.lines))]
+    sizes = [int(m) for m in re.findall(r"batch: (\d+) message", svc.output())]
     assert max(sizes) > 1, "the burst should have been handled in batches: %s" % sizes[:50]
     assert svc.count("Traceback") == 0
     watcher.close()
@@ -126,7 +126,7 @@ def test_service_batch_killed_mid_burst_loses_nothing(fleet_broker, any_db, serv
     except AssertionError:
         raise AssertionError("last totals: %s\n%s" % (
             {n: t[-3:] for n, t in totals(watcher).items() if t[-1:] != [PRICE * rounds]},
-            svc2.log()[-3000:]))
+            svc2.output()[-3000:]))
     check_history(env, rounds)  # none priced twice across the kill, every last cart priced
     # Totals are at least once: only those in flight at the kill may come twice.
     sent = sum(len(t) for t in totals(watcher).values())

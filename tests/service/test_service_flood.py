@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from basket_service.service import TOTALS_BURST, TOTALS_PER_S
+from tests.support.broker import Broker
 from tests.support.flood import Basket, RawBasket, cart_digest, drain, flood, flood_raw, steady
-from tests.support.provisioned import ProvisionedDir
 from tests.support.service_proc import cli, service_env
 
 FLOOD_RATE = 5000.0
@@ -26,14 +26,14 @@ P99_LIMIT_MS = 100.0  # bench/bench_flood.py measures the 50 ms target on a quie
 
 
 @pytest.fixture
-def prov() -> Iterator[ProvisionedDir]:
-    p = ProvisionedDir("--baskets", "1-4", "--run-as-user", "root", tls=False).start()
+def prov() -> Iterator[Broker]:
+    p = Broker.provisioned("--baskets", "1-4", "--run-as-user", "root", tls=False).start()
     yield p
     p.close()
 
 
-def env_for(prov: ProvisionedDir, db: dict[str, str], **extra: str) -> dict[str, str]:
-    s = prov.env()
+def env_for(prov: Broker, db: dict[str, str], **extra: str) -> dict[str, str]:
+    s = prov.env_file()
     return service_env(prov.port, db, MQTT_USER=s["MQTT_USER"], MQTT_PASSWORD=s["MQTT_PASSWORD"],
                        SERVICE_CLIENT_ID=s["SERVICE_CLIENT_ID"], BASKETS="1-4", **extra)
 

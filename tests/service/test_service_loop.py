@@ -83,4 +83,4 @@ def test_service_full_loop(broker, any_db, baskets, services, tmp_path):
     assert b1.statuses().count(total_message(1, expected, cart)) == 1
     assert svc.stop() == 0  # SIGTERM: a clean stop
     assert svc.count("Traceback") == 0
-    assert "service-pw" not in svc.log()  # MQTT_PASSWORD is never logged
+    assert "service-pw" not in svc.output()  # MQTT_PASSWORD is never logged

@@ -29,10 +29,10 @@ from typing import Any
 from mqtt_controller import cart as cartmod
 from mqtt_controller import config, protocol
 from mqtt_controller.runtime import Runtime
-from tests.support.broker import Mosquitto
+from tests.support.broker import Broker
 from tests.support.faultproxy import FaultProxy
-from tests.support.faults_controller import ControllerProc
 from tests.support.peer import Peer
+from tests.support.process import ControllerProc, rss_kb
 
 ROUND_S = 30.0
 ITEMS_UNTIL_S = 20.0
@@ -114,8 +114,9 @@ class RealBasket:
         self.n = n
         # MicroPython gets a board-sized heap: a leak would end in MemoryError, not in RSS.
         args = ["-X", "heapsize=" + mp_heap] if interp == "micropython" and mp_heap else []
-        self.proc = ControllerProc(interp, port, workdir, basket=n, keepalive=KEEPALIVE,
-                                   interp_args=args)
+        self.proc = ControllerProc(interp, port, basket=n, workdir=workdir, interp_args=args,
+                                   keepalive=KEEPALIVE, DISPLAY="none",
+                                   LOG_LEVEL="info").start(wait_connected=False)
         self.cart = cartmod.Cart()  # the model of what the controller holds
         self.rnd = random.Random(seed)
         self.next_item = 0.0
@@ -126,7 +127,7 @@ class RealBasket:
             parsed = cartmod.parse_item_line(line)
             if parsed:
                 self.cart.apply(*parsed)
-            self.proc.item(line)
+            self.proc.items(line)
             self.next_item = now + self.rnd.uniform(2.0, 8.0)
 
     def expected(self) -> bytes:
@@ -183,14 +184,6 @@ def inject(proxy: FaultProxy, fault: str) -> None:
         threading.Timer(8.0, proxy.pass_through).start()
 
 
-def rss_kb(pid: int) -> int:
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -206,7 +199,7 @@ def main() -> int:
     users = {"basket%d" % n: "basket%d-pw" % n for n in range(1, args.baskets + 1)}
     users["service"] = "service-pw"
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    broker = Mosquitto(users=users, persistence=True).start()
+    broker = Broker.with_acl(users=users, persistence=True).start()
     proxy = FaultProxy(broker.port)
     service = Service(broker.port)
     print("soak: %d baskets (%d real controller processes: %d CPython, %d MicroPython; %d "
@@ -223,7 +216,7 @@ def main() -> int:
     for s in sims:
         s.thread.start()
     for r in reals:
-        r.proc.wait_log("connected to", timeout=30)
+        r.proc.wait_line("connected to", timeout=30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not all(s.rt.connected for s in sims):
         time.sleep(0.1)
@@ -301,7 +294,7 @@ def main() -> int:
     tracebacks = []
     for r in reals:
         r.proc.stop()
-        if "Traceback" in r.proc.log():
+        if "Traceback" in r.proc.output():
             tracebacks.append(r.n)
     service.peer.close()
     proxy.close()

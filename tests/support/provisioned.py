@@ -1,129 +1,15 @@
-"""tools/provision.py for the tests: run it, start Mosquitto on its config, talk paho to it."""
+"""A paho client for the provisioned broker (tests.support.broker.Broker.provisioned): connects
+synchronously, records messages and SUBACK codes; `refused` for a login it must refuse."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import ssl
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-
-from .broker import MOSQUITTO, free_port, read_log, stop_process, wait_port
-
-ROOT = Path(__file__).resolve().parents[2]
-PROVISION = ROOT / "tools" / "provision.py"
-
-
-def provision(out: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Runs the tool as a user would; stdout/stderr are kept so tests can look for secrets."""
-    res = subprocess.run([sys.executable, str(PROVISION), "--out", str(out), *args],
-                         capture_output=True, text=True, timeout=60)
-    if check and res.returncode != 0:
-        raise AssertionError("provision.py failed (%d):\n%s%s" % (res.returncode, res.stdout,
-                                                                    res.stderr))
-    return res
-
-
-def read_env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            out[key] = value
-    return out
-
-
-def shared_tmpdir(prefix: str) -> Path:
-    """A folder the `mosquitto` user can enter (pytest's tmp_path is 0700 all the way up)."""
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(d, 0o755)
-    return d
-
-
-class ProvisionedDir:
-    """A provisioned folder on free loopback ports, plus the broker started on its config."""
-
-    def __init__(self, *args: str, tls: bool = True) -> None:
-        self.root = shared_tmpdir("prov-")
-        self.dir = self.root / "broker"
-        self.port = free_port()
-        self.tls_port = free_port() if tls else None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.root / "mosquitto.log"
-        argv = ["--port", str(self.port), "--bind", "127.0.0.1", *args]
-        if self.tls_port:
-            argv += ["--tls", "--tls-port", str(self.tls_port)]
-        self.result = provision(self.dir, *argv)
-
-    @property
-    def conf(self) -> Path:
-        return self.dir / "mosquitto.conf"
-
-    def env(self, basket: int | None = None, worker: int = 1) -> dict[str, str]:
-        """A basket's .env file, or (basket None) service worker `worker`'s."""
-        if basket is None:
-            return read_env(self.dir / ("service.env" if worker == 1 else
-                                        "service-%d.env" % worker))
-        return read_env(self.dir / "baskets" / ("%d.env" % basket))
-
-    def password(self, basket: int | None = None) -> str:
-        return self.env(basket)["MQTT_PASSWORD"]
-
-    def start(self) -> ProvisionedDir:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
-        log.close()
-        for port in (self.port, self.tls_port):
-            deadline = time.monotonic() + 10
-            while port:
-                if self.proc.poll() is not None:  # exited: a config or permission error
-                    raise RuntimeError("mosquitto exited (%s):\n%s" % (self.proc.returncode,
-                                                                       self.log()))
-                try:
-                    wait_port(port, timeout=0.2)
-                    break
-                except TimeoutError:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError("mosquitto did not start:\n" + self.log())
-        return self
-
-    def restart(self) -> None:
-        """Stop (Mosquitto saves its sessions and retained messages) and start again: the way to
-        apply a re-run of provision.py, since the dynamic-security plugin reads its file only
-        at start."""
-        self.stop()
-        self.start()
-
-    def reload(self) -> None:
-        """SIGHUP: Mosquitto re-reads its config (not the dynamic-security plugin's file)."""
-        assert self.proc is not None
-        mark = self.log().count("Reloading config")
-        self.proc.send_signal(1)
-        deadline = time.monotonic() + 5
-        while self.log().count("Reloading config") <= mark:
-            if time.monotonic() > deadline:
-                raise AssertionError("no reload in the log:\n" + self.log())
-            time.sleep(0.02)
-        time.sleep(0.1)  # the message is logged before the files are read
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None
-
-    def log(self) -> str:
-        return read_log(self.log_path)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class Refused(Exception):
