@@ -57,12 +57,15 @@ def history_rows(db: Path) -> int:
         return 0
 
 
-def start_service(broker: Broker, db: Path, work: Path) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_service(broker: Broker, db: Path, work: Path,
+                  settle: float = 0.0) -> subprocess.Popen:  # type: ignore[type-arg]
+    """`basket_service serve` on `db`, for every provisioned basket; returns once the broker
+    has it connected (and `settle` seconds more, for its subscriptions)."""
     mark = broker.log_path.stat().st_size if broker.log_path.exists() else 0
     env = dict(os.environ)
     env.update(broker.env(None))
     env.update({"BASKET_DB": str(db), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-                "SERVICE_CLIENT_ID": "bench-service"})
+                "SERVICE_CLIENT_ID": "bench-service", "BASKETS": "1-%d" % broker.baskets})
     log = open(work / "service.log", "ab")
     svc = subprocess.Popen([PYTHON, "-m", "basket_service", "serve", "--catalog",
                             str(ROOT / "data" / "catalog_sample.csv")], cwd=ROOT, env=env,
@@ -73,6 +76,7 @@ def start_service(broker: Broker, db: Path, work: Path) -> subprocess.Popen:  # 
         if time.monotonic() > deadline or svc.poll() is not None:
             raise RuntimeError("service did not start:\n" + (work / "service.log").read_text())
         time.sleep(0.05)
+    time.sleep(settle)
     return svc
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
+from bench.bench_fleet import start_service  # noqa: E402
 from bench.common import PYTHON, ROOT, Broker, quick, stop_proc  # noqa: E402
 
 TARGET_P99_MS = 50.0
@@ -48,26 +49,6 @@ def flooder_main(port: int, password: str, rate: float, seconds: float) -> int:
                       "totals": len(b.totals), "last_answered": b.answered_last()}), flush=True)
     b.close()
     return 0
-
-
-def start_service(broker: Broker, db: Path, work: Path) -> subprocess.Popen:  # type: ignore[type-arg]
-    mark = broker.log_path.stat().st_size if broker.log_path.exists() else 0
-    env = dict(os.environ)
-    env.update(broker.env(None))
-    env.update({"BASKET_DB": str(db), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-                "SERVICE_CLIENT_ID": "bench-service", "BASKETS": "1-%d" % broker.baskets})
-    log = open(work / "service.log", "ab")
-    svc = subprocess.Popen([PYTHON, "-m", "basket_service", "serve", "--catalog",
-                            str(ROOT / "data" / "catalog_sample.csv")], cwd=ROOT, env=env,
-                           stdout=log, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 20
-    while b"as bench-service" not in broker.log_path.read_bytes()[mark:]:  # the broker logs it
-        if time.monotonic() > deadline or svc.poll() is not None:
-            raise RuntimeError("service did not start:\n" + (work / "service.log").read_text())
-        time.sleep(0.05)
-    time.sleep(0.5)  # its subscriptions are made right after the CONNACK
-    return svc
 
 
 class Sampler(threading.Thread):
@@ -103,7 +84,7 @@ def main() -> int:
     try:
         broker.start()
         db = work / "basket.db"
-        svc = start_service(broker, db, work)
+        svc = start_service(broker, db, work, settle=0.5)
         others = [Basket(broker.port, n, broker.password(n)) for n in range(2, OTHERS + 2)]
         sampler = Sampler(db, svc.pid)
         sampler.start()

@@ -25,16 +25,40 @@ def flood_cart(i: int) -> dict[str, int]:
     return {"MLON": i % 999 + 1, "APPL": i // 999 % 999 + 1}
 
 
-class Basket:
-    """Basket `n` with its own login and bound client id (`basket-<n>`)."""
+class Records:
+    """What a test basket saw: its updates sent and the totals that came back, by cart digest."""
 
-    def __init__(self, port: int, n: int, password: str, user: str | None = None) -> None:
+    def __init__(self, n: int) -> None:
         self.n = n
         self.lock = threading.Lock()
         self.sent: dict[str, float] = {}  # digest -> when its update was published
         self.answered: dict[str, float] = {}  # digest -> when the first total naming it came
         self.totals: list[tuple[float, str, int]] = []  # (when, digest, total)
         self.last = ""  # digest of the newest update published
+
+    def latencies_ms(self) -> list[float]:
+        with self.lock:
+            return [(self.answered[d] - t) * 1000 for d, t in self.sent.items()
+                    if d in self.answered]
+
+    def unanswered(self) -> int:
+        with self.lock:
+            return sum(1 for d in self.sent if d not in self.answered)
+
+    def answered_last(self) -> bool:
+        with self.lock:
+            return self.last in self.answered
+
+    def last_total(self) -> tuple[str, int] | None:
+        with self.lock:
+            return self.totals[-1][1:] if self.totals else None
+
+
+class Basket(Records):
+    """Basket `n` with its own login and bound client id (`basket-<n>`)."""
+
+    def __init__(self, port: int, n: int, password: str, user: str | None = None) -> None:
+        super().__init__(n)
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="basket-%d" % n)
         self.c.username_pw_set(user or "basket%d" % n, password)
         self.c.max_inflight_messages_set(1000)
@@ -69,23 +93,6 @@ class Basket:
             self.last = d
         self.c.publish("basket/%d/update" % self.n, payload, qos=1, retain=True)
         return d
-
-    def latencies_ms(self) -> list[float]:
-        with self.lock:
-            return [(self.answered[d] - t) * 1000 for d, t in self.sent.items()
-                    if d in self.answered]
-
-    def unanswered(self) -> int:
-        with self.lock:
-            return sum(1 for d in self.sent if d not in self.answered)
-
-    def answered_last(self) -> bool:
-        with self.lock:
-            return self.last in self.answered
-
-    def last_total(self) -> tuple[str, int] | None:
-        with self.lock:
-            return self.totals[-1][1:] if self.totals else None
 
     def close(self) -> None:
         self.c.disconnect()
@@ -142,18 +149,13 @@ def _packet(first: int, body: bytes) -> bytes:
             return bytes(out) + body
 
 
-class RawBasket:
+class RawBasket(Records):
     """Basket `n` (client id `basket-<n>`) speaking MQTT itself: publish_many() writes many
     QoS 1 retained updates in one send; pump() reads PUBACKs and the totals on its status topic
     (acknowledging them). Same records as Basket."""
 
     def __init__(self, port: int, n: int, password: str, user: str | None = None) -> None:
-        self.n = n
-        self.sent: dict[str, float] = {}
-        self.answered: dict[str, float] = {}
-        self.totals: list[tuple[float, str, int]] = []
-        self.last = ""
-        self.lock = threading.Lock()
+        super().__init__(n)
         self.topic = _s("basket/%d/update" % n)
         self.mid = 0
         self.buf = b""
@@ -231,14 +233,6 @@ class RawBasket:
             self.sent.setdefault(d, now)
             self.last = d
         self.sock.sendall(b"".join(out))
-
-    def answered_last(self) -> bool:
-        with self.lock:
-            return self.last in self.answered
-
-    def last_total(self) -> tuple[str, int] | None:
-        with self.lock:
-            return self.totals[-1][1:] if self.totals else None
 
     def close(self) -> None:
         try:
