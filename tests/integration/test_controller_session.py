@@ -119,8 +119,8 @@ def test_wrong_password_is_a_clear_message(controller: Callable[..., ControllerP
                                            broker: Broker) -> None:
     c = controller(MQTT_PASSWORD="not-the-password-s3cr3t").start(wait_connected=False)
     # Mosquitto 2 answers a wrong password with "not authorized" (code 5), not code 4.
-    c.wait_log("not authorized (check MQTT_USER, MQTT_PASSWORD and MQTT_CLIENT_ID)", timeout=15)
-    out = c.output()
+    c.wait_log("not authorized (check MQTT_USER, MQTT_PASSWORD and MQTT_CLIENT_ID)",
+               timeout=15)
     c.wait_log("connect attempt 2", timeout=15)
     out = c.output()
     assert "not-the-password-s3cr3t" not in out

@@ -87,10 +87,8 @@ def test_item_updates_are_paced_and_the_newest_cart_wins(controller: Callable[..
     assert len(sent) <= took * 5 + 2, (len(sent), took, sent)
     assert sent[-1] == b'{"id":1,"list":{"MLON":40}}'
     mark = backend.mark()
-    t = time.monotonic()
-    backend.publish(STATUS, b"end")  # a command goes at once
+    backend.publish(STATUS, b"end")  # a command goes at once (timed in tests/unit/test_runtime.py)
     backend.wait_payload(UPD, b'{"id":1,"list":{}}', start=mark)
-    assert time.monotonic() - t < 0.15
 
 
 def test_a_dropped_update_converges_without_a_new_item(controller: Callable[..., ControllerProc],
