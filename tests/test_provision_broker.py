@@ -309,6 +309,36 @@ def test_payload_over_the_contract_limit_dropped(broker: Broker) -> None:
         late.close()
 
 
+def test_config_and_health_topics(broker: Broker) -> None:
+    """Issue 14: the service writes a basket's config and reads every health; a basket reads
+    only its own config (never another's, never a config it wrote) and writes only its own
+    health."""
+    svc = service(broker)
+    b1 = basket(broker, 1)
+    b2 = basket(broker, 2)
+    try:
+        assert b1.subscribe("basket/2/config", "basket/+/config", "basket/1/health",
+                            "basket/1/config") == [128, 128, 128, 1]
+        assert b2.subscribe("basket/2/config") == [1]
+        assert svc.subscribe("basket/+/health", "$share/fleet/basket/+/health") == [1, 1]
+        b1.publish("basket/2/config", b'{"rev":9,"set":{"MQTT_HOST":"evil"}}')
+        b1.publish("basket/1/config", b'{"rev":9,"set":{"LOG_LEVEL":"debug"}}')
+        b1.publish("basket/2/health", b'{"id":2,"forged":true}')
+        svc.publish("basket/2/config", b'{"rev":1,"set":{"RFID_RSSI_MIN":-65}}')
+        svc.publish("basket/1/config", b'{"rev":1,"set":{"LOG_LEVEL":"info"}}')
+        b1.publish("basket/1/health", b'{"id":1}')
+        b2.wait_for("basket/2/config", b'{"rev":1,"set":{"RFID_RSSI_MIN":-65}}')
+        b1.wait_for("basket/1/config", b'{"rev":1,"set":{"LOG_LEVEL":"info"}}')
+        svc.wait_for("basket/1/health", b'{"id":1}')
+        assert [p for t, p, _ in b2.messages if t == "basket/2/config"] == [
+            b'{"rev":1,"set":{"RFID_RSSI_MIN":-65}}']
+        assert [p for t, p, _ in b1.messages] == [b'{"rev":1,"set":{"LOG_LEVEL":"info"}}']
+        assert [p for t, p, _ in svc.messages if t == "basket/2/health"] == []
+    finally:
+        for c in (svc, b1, b2):
+            c.close()
+
+
 def test_basket_cannot_read_another_basket_or_fake_its_own_status(
     broker: Broker,
 ) -> None:

@@ -302,23 +302,28 @@ def _acl(kind: str, topic: str) -> dict[str, Any]:
 
 
 def service_acls() -> list[dict[str, Any]]:
-    """Every basket's update and availability in, every basket's status out. Shared subscriptions
+    """Every basket's update, availability and health in, every basket's status and config out. Shared subscriptions
     are checked by the plugin as the whole filter (`$share/<group>/basket/+/update`), so they
     need their own patterns; `$share/+/...` lets any group name through."""
-    acls = [_acl("publishClientSend", "basket/+/status")]
-    for topic in ("basket/+/update", "basket/+/availability"):
+    acls = [_acl("publishClientSend", "basket/+/status"),
+            _acl("publishClientSend", "basket/+/config")]
+    for topic in ("basket/+/update", "basket/+/availability", "basket/+/health"):
         acls += [_acl("publishClientReceive", topic), _acl("subscribePattern", topic),
                  _acl("subscribePattern", "$share/+/" + topic)]
     return acls
 
 
 def basket_acls(n: int) -> list[dict[str, Any]]:
-    """Its own update and availability out, its own status in, and one subscription: exactly
-    `basket/<n>/status` (a literal: no wildcard, no `$share/`, no other basket)."""
+    """Its own update, availability and health out, its own status and config in, and two
+    subscriptions: exactly `basket/<n>/status` and `basket/<n>/config` (literals: no wildcard,
+    no `$share/`, no other basket)."""
     return [_acl("publishClientSend", "basket/%d/update" % n),
             _acl("publishClientSend", "basket/%d/availability" % n),
+            _acl("publishClientSend", "basket/%d/health" % n),
             _acl("publishClientReceive", "basket/%d/status" % n),
-            _acl("subscribeLiteral", "basket/%d/status" % n)]
+            _acl("subscribeLiteral", "basket/%d/status" % n),
+            _acl("publishClientReceive", "basket/%d/config" % n),
+            _acl("subscribeLiteral", "basket/%d/config" % n)]
 
 
 def dynsec_doc(baskets: Iterable[int], settings: Settings, passwords: dict[str, str],
@@ -411,7 +416,7 @@ def config_text(out: Path, settings: Settings, n_baskets: int, plugin: str) -> s
     lines += [
         "allow_anonymous false",
         "# Users, passwords, client ids and per-basket roles (docs/broker.md). A basket login",
-        "# connects only as basket-<n> and subscribes only to basket/<n>/status.",
+        "# connects only as basket-<n> and subscribes only to basket/<n>/status and /config.",
         "plugin %s" % plugin,
         "plugin_opt_config_file %s" % (out / DYNSEC_NAME),
         "",
