@@ -28,6 +28,8 @@ class Settings:
     client_id: str = ""
     db_sync: str = "normal"  # SQLite's synchronous pragma: normal | full
     baskets: Baskets | None = None  # BASKETS: the store's baskets; None = the ones the db knows
+    health_min_free: int = 8192  # HEALTH_MIN_FREE: low_memory below this many bytes free
+    health_min_battery_mv: int = 3400  # HEALTH_MIN_BATTERY_MV: low_battery below this
 
     @property
     def backend(self) -> str:
@@ -99,6 +101,27 @@ def _port(env: Mapping[str, str]) -> int:
     return port
 
 
+def _whole(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise ConfigError("%s must be a whole number %d-%d, got %r" % (key, lo, hi, raw[:20]))
+    return value
+
+
+def health_thresholds(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(HEALTH_MIN_FREE, HEALTH_MIN_BATTERY_MV): the low_memory and low_battery alerts'
+    thresholds (bytes of heap free, millivolts)."""
+    env = os.environ if env is None else env
+    return (_whole(env, "HEALTH_MIN_FREE", 8192, 0, 2**31),
+            _whole(env, "HEALTH_MIN_BATTERY_MV", 3400, 0, 100_000))
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     host = env.get("MQTT_HOST", "localhost").strip()
@@ -128,6 +151,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if len(client_id) > 64:
         raise ConfigError("SERVICE_CLIENT_ID is longer than 64 characters")
     baskets = env.get("BASKETS", "").strip()
+    min_free, min_battery = health_thresholds(env)
     return Settings(
         mqtt_host=host,
         mqtt_port=_port(env),
@@ -138,5 +162,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         database_url=url,
         db_sync=sync,
         baskets=parse_baskets(baskets) if baskets else None,
+        health_min_free=min_free,
+        health_min_battery_mv=min_battery,
         client_id=client_id or "basket-service-%s" % socket.gethostname()[:40],
     )

@@ -80,10 +80,21 @@ def item_count(items: dict[str, int]) -> int:
     return sum(items.values())
 
 
+def health_topic(basket: int) -> str:
+    return "%s/%d/health" % (BASE, basket)
+
+
+def config_topic(basket: int) -> str:
+    return "%s/%d/config" % (BASE, basket)
+
+
+KINDS = ("update", "availability", "health")
+
+
 def parse_topic(topic: str) -> tuple[int, str]:
-    """basket/<n>/<kind> -> (n, kind); kind is 'update' or 'availability'."""
+    """basket/<n>/<kind> -> (n, kind); kind is 'update', 'availability' or 'health'."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != BASE or parts[2] not in ("update", "availability"):
+    if len(parts) != 3 or parts[0] != BASE or parts[2] not in KINDS:
         raise Rejected("bad_topic", topic[:80])
     if not ID_RE.match(parts[1]):
         raise Rejected("bad_topic_id", topic[:80])
@@ -137,3 +148,118 @@ def parse_availability(payload: bytes) -> bool:
     if payload == b"offline":
         return False
     raise Rejected("bad_availability", repr(payload[:20]))
+
+
+# --- health (basket -> service) and remote configuration (service -> basket) ---------------
+MAX_HEALTH = 512
+MAX_CONFIG = 1024
+READER_STATES = ("ok", "down")
+DISPLAY_STATES = ("ok", "failed", "none")
+# Keys a health report must carry, and their types (None: JSON null allowed).
+_HEALTH_REQUIRED: dict[str, tuple[str, bool]] = {
+    "id": ("int", False), "version": ("str", False), "uptime_s": ("int", False),
+    "readers": ("list", False), "display": ("str", False), "counters": ("dict", False),
+    "config_rev": ("int", False), "config_error": ("str", True), "interval_s": ("int", False),
+}
+# Keys it may leave out (read as null).
+_HEALTH_OPTIONAL: dict[str, tuple[str, bool]] = {
+    "runtime": ("str", True), "boot": ("str", True), "mem_free": ("int", True),
+    "rssi": ("int", True), "battery_mv": ("int", True),
+}
+COUNTERS = ("commands", "items", "reconnects", "rejected_commands", "rejected_items")
+
+
+def _typed(v: Any, kind: str) -> bool:
+    if kind == "int":
+        return _is_int(v)
+    return isinstance(v, {"str": str, "list": list, "dict": dict}[kind])
+
+
+def parse_health(basket: int, payload: bytes) -> dict[str, Any]:
+    """A basket's health report (docs/fleet.md) as a dict with every known key (the optional
+    ones null when left out; extra keys are kept). Rejected("bad_health", why) otherwise."""
+    if len(payload) > MAX_HEALTH:
+        raise Rejected("bad_health", "%d bytes (at most %d)" % (len(payload), MAX_HEALTH))
+    try:
+        doc = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise Rejected("bad_health", e.reason if isinstance(e, Rejected) else "not JSON")
+    if not isinstance(doc, dict):
+        raise Rejected("bad_health", "not a JSON object")
+    for key in _HEALTH_REQUIRED:
+        if key not in doc:
+            raise Rejected("bad_health", "no %s" % key)
+    for key, (kind, nullable) in (_HEALTH_REQUIRED | _HEALTH_OPTIONAL).items():
+        v = doc.setdefault(key, None)
+        if not (v is None and nullable) and not _typed(v, kind):
+            raise Rejected("bad_health", "%s is not %s" % (key, "an integer" if kind == "int"
+                                                            else "a JSON " + kind))
+    if doc["id"] != basket:
+        raise Rejected("bad_health", "id %d on basket %d's topic" % (doc["id"], basket))
+    for key in ("uptime_s", "config_rev", "interval_s"):
+        if doc[key] < 0:
+            raise Rejected("bad_health", "%s is negative" % key)
+    if doc["display"] not in DISPLAY_STATES:
+        raise Rejected("bad_health", "display is not one of %s" % "/".join(DISPLAY_STATES))
+    names = set()
+    for r in doc["readers"]:
+        if not (isinstance(r, dict) and isinstance(r.get("name"), str)
+                and r.get("state") in READER_STATES
+                and (r.get("last_read_s") is None or _is_int(r.get("last_read_s")))):
+            raise Rejected("bad_health", "a reader is not {name, state ok/down, last_read_s}")
+        if r["name"] in names:
+            raise Rejected("bad_health", "reader %r twice" % r["name"][:40])
+        names.add(r["name"])
+    if not all(isinstance(k, str) and _is_int(v) for k, v in doc["counters"].items()):
+        raise Rejected("bad_health", "counters are not whole numbers")
+    return doc
+
+
+def encode_doc(doc: dict[str, Any]) -> str:
+    """Compact JSON with sorted keys (how health and config documents are stored)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# Settings the service may change remotely: key -> (lowest, highest) for the whole numbers,
+# or the allowed words. The same ranges as the controller's settings table
+# (mqtt_controller/config.py; tests/service/test_fleet_units.py keeps them equal).
+REMOTE_INTS: dict[str, tuple[int, int]] = {
+    "RFID_POWER": (10, 30),
+    "RFID_RSSI_MIN": (-128, 0),
+    "RFID_PRESENCE": (1, 20),
+    "RFID_ABSENCE": (1, 100),
+    "RFID_CYCLE_MS": (50, 60000),
+    "HEALTH_INTERVAL_S": (0, 86400),
+}
+REMOTE_CHOICES: dict[str, tuple[str, ...]] = {
+    "LOG_LEVEL": ("debug", "info", "warning", "warn", "error"),
+}
+REMOTE_SAFE = tuple(sorted(set(REMOTE_INTS) | set(REMOTE_CHOICES)))
+
+
+def remote_value(key: str, raw: str) -> int | str:
+    """A KEY=VALUE of `config set`, checked: the value to send, or ValueError("KEY: why")."""
+    if key in REMOTE_INTS:
+        lo, hi = REMOTE_INTS[key]
+        text = raw.strip()
+        value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,12}", text) else lo - 1
+        if not lo <= value <= hi:
+            raise ValueError("%s: must be a whole number %d-%d, got %r" % (key, lo, hi, raw[:20]))
+        return value
+    if key in REMOTE_CHOICES:
+        word = raw.strip().lower()
+        if word not in REMOTE_CHOICES[key]:
+            raise ValueError("%s: must be one of %s, got %r" % (key, ", ".join(REMOTE_CHOICES[key]),
+                                                                raw[:20]))
+        return word
+    raise ValueError("%s: cannot be set remotely (remote-safe keys: %s)"
+                     % (key[:40], ", ".join(REMOTE_SAFE)))
+
+
+def config_payload(rev: int, values: dict[str, int | str]) -> bytes:
+    """The retained config message: {"rev":N,"set":{...}}, keys sorted, compact."""
+    body = json.dumps({"rev": rev, "set": dict(sorted(values.items()))},
+                      separators=(",", ":")).encode()
+    if len(body) > MAX_CONFIG:
+        raise ValueError("the config set is %d bytes (at most %d)" % (len(body), MAX_CONFIG))
+    return body

@@ -78,6 +78,26 @@ MIGRATIONS: list[list[str]] = [
             value {big} NOT NULL)""",
         "@append_only",
     ],
+    [  # 2: fleet health (issue 14). `prev_counters`: the previous report's counters.
+        """CREATE TABLE health (
+            basket {big} PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            prev_counters TEXT)""",
+        """CREATE TABLE health_events (
+            id {pk},
+            basket {big} NOT NULL,
+            at TEXT NOT NULL,
+            what TEXT NOT NULL,
+            old TEXT,
+            new TEXT)""",
+        "CREATE INDEX health_events_basket ON health_events (basket, id)",
+        """CREATE TABLE basket_config (
+            basket {big} PRIMARY KEY,
+            rev INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            set_at TEXT NOT NULL)""",
+    ],
 ]
 
 SQLITE_APPEND_ONLY = [

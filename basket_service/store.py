@@ -133,8 +133,15 @@ def set_availability(db: Database, basket: int, online: bool) -> None:
 
 def set_availability_tx(t: Tx, basket: int, online: bool) -> None:
     t.lock_basket(basket)
+    row = t.one("SELECT online FROM baskets WHERE id = ?", (basket,))
+    stamp = now()
+    old = None if row is None or row[0] is None else ("online" if row[0] else "offline")
+    new = "online" if online else "offline"
+    if old != new:  # the fleet's history of state changes (docs/fleet.md)
+        t.run("INSERT INTO health_events (basket, at, what, old, new) VALUES (?, ?, ?, ?, ?)",
+              (basket, stamp, "online", old, new))
     t.run("UPDATE baskets SET online = ?, availability_at = ? WHERE id = ?",
-          (int(online), now(), basket))
+          (int(online), stamp, basket))
 
 
 def count_rejected(db: Database, reason: str) -> None:
