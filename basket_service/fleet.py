@@ -140,15 +140,15 @@ def watched(doc: Mapping[str, Any] | None) -> dict[str, object]:
     return out
 
 
-def record_health_tx(t: Tx, basket: int, doc: Doc, since: str | None = None) -> list[tuple[
-        str, str | None, str | None]]:
+def record_health_tx(t: Tx, basket: int, doc: Doc, since: str | None = None
+                     ) -> list[tuple[str, str | None, str | None]] | None:
     """Stores a basket's report as its latest and records what changed (health_events).
     `since` (a sweep's copy, read from then on): kept only when nothing newer is stored.
-    Returns the events written [(what, old, new)]."""
+    Returns the events written [(what, old, new)], None when skipped."""
     t.lock_basket(basket)  # the basket is known (and on PostgreSQL, one writer at a time)
     row = t.one("SELECT received_at, doc FROM health WHERE basket = ?", (basket,))
     if row is not None and since is not None and row[0] >= since:
-        return []
+        return None
     old: Doc | None = None
     if row is not None:
         try:

@@ -9,7 +9,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
@@ -146,22 +146,38 @@ def _connect_blocking(client: mqtt.Client, settings: Settings, timeout: float) -
                         % result[0])
 
 
-def publish_once(settings: Settings, messages: Iterable[tuple[str, bytes]],
-                 timeout: float = 10.0) -> None:
-    """Publishes QoS 1 messages and returns once the broker has acknowledged each."""
+@contextmanager
+def publisher(settings: Settings, timeout: float = 10.0,
+              retain: bool = False) -> Iterator[Callable[[str, bytes], None]]:
+    """One connection to the broker for several QoS 1 publishes: yields publish(topic,
+    payload), which returns once the broker has acknowledged it (LinkError otherwise).
+    `retain`: the messages are retained."""
     client = make_client(settings, "basket-cli-%s" % uuid.uuid4().hex[:12])
     _connect_blocking(client, settings, timeout)
-    try:
-        for topic, payload in messages:
-            info = client.publish(topic, payload, qos=1)
+
+    def publish(topic: str, payload: bytes) -> None:
+        try:
+            info = client.publish(topic, payload, qos=1, retain=retain)
             info.wait_for_publish(timeout)
-            if not info.is_published():
-                raise LinkError("the broker did not acknowledge %s" % topic)
-    except (RuntimeError, ValueError) as e:
-        raise LinkError("publishing failed: %s" % e)
+        except (RuntimeError, ValueError) as e:
+            raise LinkError("publishing failed: %s" % e)
+        if not info.is_published():
+            raise LinkError("the broker did not acknowledge %s" % topic)
+
+    try:
+        yield publish
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def publish_once(settings: Settings, messages: Iterable[tuple[str, bytes]],
+                 timeout: float = 10.0, retain: bool = False) -> None:
+    """Publishes QoS 1 messages (retained with `retain`) and returns once the broker has
+    acknowledged each."""
+    with publisher(settings, timeout, retain) as publish:
+        for topic, payload in messages:
+            publish(topic, payload)
 
 
 def read_retained(settings: Settings, topics: list[str], quiet: float = 0.5,

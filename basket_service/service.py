@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 
-from basket_service import contract, mqttlink, store
+from basket_service import contract, fleet, mqttlink, store
 from basket_service.catalog import Product
 from basket_service.config import Settings
 from basket_service.contract import Rejected
@@ -29,7 +29,10 @@ from basket_service.db import DB_LOST, WAL_TRUNCATE_BYTES, Database, DatabaseErr
 log = logging.getLogger("basket_service")
 T = TypeVar("T")
 
-TOPICS = ("basket/+/update", "basket/+/availability")
+# Health reports (docs/fleet.md) go beside the lanes: the newest per basket is stored, with
+# no rate limit, so they never hold up an update.
+TOPICS = ("basket/+/update", "basket/+/availability", "basket/+/health")
+MAILBOXES = ("/update", "/health")  # one mailbox per topic: the newest message waits
 # At most this many messages per transaction (the broker's max_inflight_messages usually
 # bounds a batch first).
 MAX_BATCH = 500
@@ -74,6 +77,8 @@ class Work:
     basket: int
     update: contract.Update | None = None
     online: bool | None = None
+    health: dict[str, object] | None = None  # a health report (contract.parse_health)
+    events: list[tuple[str, str | None, str | None]] | None = None  # what it changed
     reason: str = ""  # rejected
     applied: store.Applied | None = None
     publish: bool = False  # its total is sent (decided after the commit)
@@ -191,13 +196,13 @@ class Service:
         self._seq += 1
         item = Incoming(msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid, msg.qos,
                         bool(msg.dup), self.generation, self._seq)
-        if not msg.topic.endswith("/update"):
+        if not msg.topic.endswith(MAILBOXES):
             self.inbox.put(item)
             return
         with self._mlock:
             old = self._mail.get(msg.topic)
             self._mail[msg.topic] = item
-            if old is not None:
+            if old is not None and msg.topic.endswith("/update"):
                 self._mail_superseded[msg.topic] += 1
         if old is None:
             self.inbox.put(Incoming(msg.topic, b"", False, marker="mail"))
@@ -488,6 +493,8 @@ class Service:
             basket, kind = contract.parse_topic(item.topic)
             if kind == "availability":
                 return Work(item, basket, online=contract.parse_availability(item.payload))
+            if kind == "health":
+                return Work(item, basket, health=contract.parse_health(basket, item.payload))
             return Work(item, basket, update=contract.parse_update(basket, item.payload))
         except Rejected as r:
             self.rejected[r.reason] += 1
@@ -526,6 +533,8 @@ class Service:
                         dup=it.dup, retained=it.retain, since=it.since)
                 elif w.online is not None:
                     store.set_availability_tx(t, w.basket, w.online)
+                elif w.health is not None:
+                    w.events = fleet.record_health_tx(t, w.basket, w.health, since=w.item.since)
         self._superseded -= superseded
         for w in work:
             if w.applied is not None:
@@ -583,6 +592,12 @@ class Service:
                      w.update.cart, w.applied.total, "" if w.publish else " (already sent)")
         elif w.online is not None:
             log.info("basket %d is %s", w.basket, "online" if w.online else "offline")
+        elif w.health is not None and w.events is None:
+            log.debug("basket %d: the sweep's health report is older than the one stored",
+                      w.basket)
+        elif w.health is not None:
+            log.info("basket %d: health report stored%s", w.basket, "".join(
+                "; %s %s -> %s" % e for e in w.events or []))
 
     def _ack(self, item: Incoming) -> None:
         if item.mid is None or not item.qos:
