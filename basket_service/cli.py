@@ -1,5 +1,6 @@
 """The command line: `serve` runs the service; `start`, `end`, `checkout`, `carts`,
-`receipts` and `history` work beside it through the same database and broker.
+`receipts`, `history`, `health` and `config` work beside it through the same database and
+broker.
 Exit status: 0 done, 1 refused or failed (message says why), 2 bad settings or usage."""
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from basket_service import catalog, config, contract, sessions, store
+from basket_service import catalog, config, contract, fleet, sessions, store
 from basket_service.config import ConfigError, Settings
 from basket_service.db import DB_ERRORS, Database, DatabaseError, first_line, open_db
-from basket_service.mqttlink import LinkError
+from basket_service.mqttlink import LinkError, publisher
 
 if TYPE_CHECKING:
     from basket_service.web.access import Access
@@ -80,6 +82,19 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("basket", type=basket_number, nargs="?")
     h.add_argument("--json", action="store_true")
     sub.add_parser("stats", help="counters (rejected updates by reason)")
+    hl = sub.add_parser("health", help="the fleet: every basket's latest health and alerts")
+    hl.add_argument("--json", action="store_true")
+    cf = sub.add_parser("config", help="remote configuration of the baskets")
+    csub = cf.add_subparsers(dest="config_command", required=True)
+    cs = csub.add_parser("set", help="merge KEY=VALUE settings into the baskets' desired "
+                         "config and publish it (remote-safe keys: %s)"
+                         % ", ".join(contract.REMOTE_SAFE))
+    cs.add_argument("--baskets", required=True, metavar="SPEC",
+                    help="1-20, 1,3,5-7 or all (BASKETS, or every basket the database knows)")
+    cs.add_argument("settings", nargs="+", metavar="KEY=VALUE")
+    cw = csub.add_parser("show", help="desired and applied config per basket")
+    cw.add_argument("--baskets", metavar="SPEC", default="all", help="default: all")
+    cw.add_argument("--json", action="store_true")
     return p
 
 
@@ -217,6 +232,127 @@ def report(args: argparse.Namespace, db: Database) -> int:
     return 0
 
 
+MAX_SPEC = 100_000  # baskets one --baskets may name
+
+
+def basket_spec(spec: str, settings: Settings, db: Database) -> list[int]:
+    """--baskets: `all` (BASKETS when set, else every basket the database knows) or numbers
+    and ranges (1-20, 1,3,5-7). ConfigError when malformed."""
+    if spec.strip().lower() == "all":
+        if settings.baskets is not None:
+            ranges = settings.baskets.ranges
+        else:
+            known = fleet.known_baskets(db)
+            if not known:
+                raise Fail("--baskets all: the database knows no basket yet (name them, or set"
+                           " BASKETS)")
+            return known
+    else:
+        try:
+            ranges = config.parse_baskets(spec).ranges
+        except ConfigError:
+            raise ConfigError("--baskets must be all or basket numbers and ranges like 1-20 or"
+                              " 1,3,5-7; got %r" % spec[:40])
+    if sum(hi - lo + 1 for lo, hi in ranges) > MAX_SPEC:
+        raise ConfigError("--baskets names more than %d baskets" % MAX_SPEC)
+    return [n for lo, hi in ranges for n in range(lo, hi + 1)]
+
+
+def parse_settings(pairs: list[str]) -> dict[str, int | str]:
+    """KEY=VALUE ... -> {KEY: value}, each checked (contract.remote_value); ConfigError on the
+    first that is wrong, before anything is written or published."""
+    out: dict[str, int | str] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("settings must be KEY=VALUE, got %r" % pair[:40])
+        try:
+            out[key] = contract.remote_value(key, raw)
+        except ValueError as e:
+            raise ConfigError(str(e))
+    return out
+
+
+def config_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    if args.config_command == "show":
+        rows = fleet.configs(db, basket_spec(args.baskets, settings, db))
+        for r in rows:
+            if args.json:
+                print(json.dumps(r, ensure_ascii=False, separators=(",", ":")))
+            else:
+                print("basket %d  desired rev %s %s  applied rev %s  config_error %s" % (
+                    r["basket"], "-" if r["desired_rev"] is None else r["desired_rev"],
+                    json.dumps(r["set"], sort_keys=True, separators=(",", ":")),
+                    "-" if r["config_rev"] is None else r["config_rev"],
+                    "-" if r["config_error"] is None else json.dumps(r["config_error"])))
+        return 0
+    values = parse_settings(args.settings)
+    baskets = basket_spec(args.baskets, settings, db)
+    try:
+        with publisher(settings, retain=True) as publish:  # the broker first: if it is down,
+            for n in baskets:                                # nothing is written
+                rev, merged = fleet.set_config(db, n, values)
+                payload = contract.config_payload(rev, merged)
+                publish(contract.config_topic(n), payload)
+                print("basket %d: config rev %d published %s" % (n, rev, payload.decode()))
+    except LinkError as e:
+        raise Fail(str(e))
+    except ValueError as e:  # the merged set is over the contract's 1,024 bytes
+        raise Fail("basket %d: %s; nothing changed for it" % (n, e))
+    return 0
+
+
+def _duration(s: object) -> str:
+    if not isinstance(s, int):
+        return "-"
+    if s < 3600:
+        return "%dm%02ds" % (s // 60, s % 60)
+    if s < 86400:
+        return "%dh%02dm" % (s // 3600, s % 3600 // 60)
+    return "%dd%02dh" % (s // 86400, s % 86400 // 3600)
+
+
+def _seen(stamp: object, now: datetime) -> str:
+    try:
+        t = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return "never" if stamp is None else str(stamp)
+    return "%s ago" % _duration(max(0, int((now - t).total_seconds())))
+
+
+def health_table(rows: list[dict[str, object]], now: datetime) -> list[str]:
+    """`health`'s table: basket, version, uptime, last seen, RSSI, readers, battery, alerts."""
+    out = ["%-6s %-9s %-8s %-12s %-5s %-16s %-8s %s" % (
+        "BASKET", "VERSION", "UPTIME", "LAST SEEN", "RSSI", "READERS", "BATTERY", "ALERTS")]
+    for r in rows:
+        readers = r["readers"] if isinstance(r["readers"], list) else []
+        ok = sum(1 for x in readers if x.get("state") == "ok")
+        down = [str(x.get("name")) for x in readers if x.get("state") != "ok"]
+        reader_text = "-" if not readers else "%d/%d ok%s" % (
+            ok, len(readers), "" if not down else " (%s down)" % ",".join(down))
+        alerts = r["alerts"] if isinstance(r["alerts"], list) else []
+        out.append("%-6s %-9s %-8s %-12s %-5s %-16s %-8s %s" % (
+            r["basket"], r["version"] or "-", _duration(r["uptime_s"]),
+            _seen(r["last_seen"], now), "-" if r["rssi"] is None else r["rssi"], reader_text,
+            "-" if r["battery_mv"] is None else "%s mV" % r["battery_mv"],
+            "; ".join("%s: %s" % (a["kind"], a["text"]) for a in alerts) or "-"))
+    return out
+
+
+def health_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    now = datetime.now(timezone.utc)
+    rows = fleet.fleet(db, now, fleet.Thresholds(settings.health_min_free,
+                                                 settings.health_min_battery_mv))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        return 0
+    for line in health_table(rows, now):
+        print(line.rstrip())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     where = "?"
@@ -234,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command in ("start", "end", "checkout"):
                 return session_command(args, settings, db)
+            if args.command == "config":
+                return config_command(args, settings, db)
+            if args.command == "health":
+                return health_command(args, settings, db)
             return report(args, db)
         finally:
             db.close()

@@ -244,7 +244,8 @@ def remote_value(key: str, raw: str) -> int | str:
         text = raw.strip()
         value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,12}", text) else lo - 1
         if not lo <= value <= hi:
-            raise ValueError("%s: must be a whole number %d-%d, got %r" % (key, lo, hi, raw[:20]))
+            raise ValueError("%s: must be a whole number from %d to %d, got %r"
+                             % (key, lo, hi, raw[:20]))
         return value
     if key in REMOTE_CHOICES:
         word = raw.strip().lower()
