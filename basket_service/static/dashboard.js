@@ -40,6 +40,14 @@ function render(n) {
   const ps = node.querySelector(".pill.state");
   ps.textContent = b.state;
   ps.className = "pill state " + b.state;
+  // The fleet's alerts for this basket (basket health, see the fleet page).
+  const alerts = b.alerts || [];
+  const badge = node.querySelector(".badge.alerts");
+  node.dataset.alerts = alerts.length;
+  badge.hidden = !alerts.length;
+  badge.textContent = "경고 " + alerts.length;
+  badge.title = alerts.map((a) => a.text).join("\n");
+  badge.setAttribute("aria-label", alerts.length + " alert(s): " + alerts.map((a) => a.text).join("; "));
   const meta = [];
   if (b.session !== null) meta.push("session " + b.session + " since " + fmtTime(b.session_started_at));
   if (b.changed_at) meta.push("last change " + fmtTime(b.changed_at));

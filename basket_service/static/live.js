@@ -34,7 +34,7 @@ function lineRows(lines) {
     el("td", { class: "num", text: fmtWon(ln.amount) })));
 }
 
-// live(handlers): handlers.snapshot/basket/receipt(data). The page shows "live" while the feed
+// live(handlers): handlers.snapshot/basket/receipt/fleet(data). The page shows "live" while the feed
 // is open and "connection lost" otherwise; a broken feed is replaced after 1-10 s, and one that
 // goes quiet (no ping for 40 s) is treated as broken.
 function live(handlers) {
@@ -77,6 +77,7 @@ function live(handlers) {
     });
     on("basket", handlers.basket);
     on("receipt", handlers.receipt);
+    on("fleet", handlers.fleet);
     on("health", showHealth);
     on("ping", null);
     source.onerror = () => {

@@ -1,5 +1,5 @@
-"""The live feed: Hub reads the board while a browser watches and sends each one what changed
-as server-sent events (snapshot, basket, receipt, health, ping)."""
+"""The live feed: Hub reads the board and the fleet while a browser watches and sends each one
+what changed as server-sent events (snapshot, basket, fleet, receipt, health, ping)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import json
 import logging
 from collections.abc import AsyncIterator
 
-from basket_service import store
 from basket_service.db import DB_ERRORS
-from basket_service.web.reader import Reader, short
+from basket_service.web.reader import Reader, board_and_fleet, short
 
 log = logging.getLogger("basket_service.web")
 
@@ -25,16 +24,19 @@ def _event(name: str, data: object) -> str:
 
 
 class Hub:
-    """Reads the board from the database while at least one browser watches (every `interval`
-    seconds, and at once after poke()) and sends each browser what changed: `basket` (one
-    basket's new state), `receipt` (a new receipt exists), `health` (database reachable or
-    not). A browser that connects first gets the whole board as `snapshot`."""
+    """Reads the board and the fleet from the database while at least one browser watches
+    (every `interval` seconds, and at once after poke()) and sends each browser what changed:
+    `basket` (one basket's new state, its fleet alerts included), `fleet` (one basket's new
+    fleet row: a health report came in, or an alert began or ended), `receipt` (a new receipt
+    exists), `health` (database reachable or not). A browser that connects first gets the
+    whole board as `snapshot` (the fleet page then reads /api/fleet)."""
 
     def __init__(self, reader: Reader, interval: float = 0.25) -> None:
         self.reader = reader
         self.interval = interval
         self.queues: set[asyncio.Queue[str | None]] = set()
         self.baskets: dict[object, dict[str, object]] = {}
+        self.fleet: dict[object, dict[str, object]] = {}
         self.newest = 0
         self.health: dict[str, str] = {"database": "unknown"}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,7 +90,8 @@ class Hub:
         assert self._busy is not None
         async with self._busy:
             try:
-                baskets, newest = await asyncio.to_thread(self.reader.run, store.board)
+                baskets, newest, fleet = await asyncio.to_thread(self.reader.run,
+                                                                 board_and_fleet)
             except DB_ERRORS as e:
                 self._set_health("unreachable: %s" % short(e))
                 return
@@ -98,6 +101,11 @@ class Hub:
                 if self.baskets.get(n) != doc:
                     self.baskets[n] = doc
                     self._send(_event("basket", doc))
+            for row in fleet:
+                n = row["basket"]
+                if self.fleet.get(n) != row:
+                    self.fleet[n] = row
+                    self._send(_event("fleet", row))
             if newest != self.newest:
                 self.newest = newest
                 self._send(_event("receipt", {"newest_receipt": newest}))

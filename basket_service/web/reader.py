@@ -1,5 +1,6 @@
 """The dashboard's database access: one connection for reads (Reader), a connection of its own
-for each session operation (operate), and how an error is reported in one line (short)."""
+for each session operation (operate), what the pages read (board: the baskets with their fleet
+alerts; fleet_rows: the fleet table), and how an error is reported in one line (short)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from basket_service import fleet, store
 from basket_service.config import Settings
 from basket_service.db import Database, first_line
 
@@ -48,6 +50,39 @@ def operate(settings: Settings, op: Callable[[Database], T]) -> T:
         return op(db)
     finally:
         db.close()
+
+
+def fleet_rows(db: Database) -> list[dict[str, object]]:
+    """The fleet table (basket_service.fleet.fleet) as of now, one row per basket; the alert
+    thresholds come from HEALTH_MIN_FREE / HEALTH_MIN_BATTERY_MV."""
+    return fleet.fleet(db)
+
+
+def fleet_history(db: Database, basket: int, limit: int) -> list[dict[str, object]]:
+    """One basket's recorded state changes, newest first."""
+    return fleet.history(db, basket, limit)
+
+
+def join_alerts(baskets: list[dict[str, object]],
+                rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Each basket's document with `alerts` from its fleet row (none without one)."""
+    by_basket = {r["basket"]: r.get("alerts") or [] for r in rows}
+    return [{**doc, "alerts": by_basket.get(doc["basket"], [])} for doc in baskets]
+
+
+def board(db: Database) -> tuple[list[dict[str, object]], int]:
+    """store.board with each basket's fleet alerts (the cards' badge), and the newest receipt."""
+    baskets, newest = store.board(db)
+    return join_alerts(baskets, fleet_rows(db)), newest
+
+
+def board_and_fleet(db: Database) -> tuple[list[dict[str, object]], int,
+                                           list[dict[str, object]]]:
+    """What the live feed compares: the board (with alerts), the newest receipt and the fleet
+    rows, the fleet read once for both."""
+    baskets, newest = store.board(db)
+    rows = fleet_rows(db)
+    return join_alerts(baskets, rows), newest, rows
 
 
 def short(e: BaseException) -> str:

@@ -23,7 +23,7 @@ from basket_service.web.access import Guard
 from basket_service.web.events import Hub
 from basket_service.web.headers import docs_page
 from basket_service.web.limits import DashboardApp
-from basket_service.web.reader import Reader, operate, short
+from basket_service.web.reader import Reader, board, fleet_history, fleet_rows, operate, short
 from basket_service.web.schemas import (
     ERRORS,
     BadRequest,
@@ -32,6 +32,8 @@ from basket_service.web.schemas import (
     DayOut,
     DayParam,
     ErrorOut,
+    FleetEventOut,
+    FleetOut,
     LimitParam,
     ReceiptOut,
     SessionOut,
@@ -106,7 +108,7 @@ def add_error_answers(app: FastAPI, hub: Hub) -> None:
 
 
 def add_pages(app: FastAPI) -> None:
-    """The two pages, their scripts and styles, and the API docs page."""
+    """The three pages, their scripts and styles, and the API docs page."""
 
     def page(name: str) -> FileResponse:
         return FileResponse(STATIC / name, media_type="text/html; charset=utf-8",
@@ -120,6 +122,10 @@ def add_pages(app: FastAPI) -> None:
     def receipts_page() -> FileResponse:
         return page("receipts.html")
 
+    @app.get("/fleet", include_in_schema=False)
+    def fleet_page() -> FileResponse:
+        return page("fleet.html")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/docs", include_in_schema=False)
@@ -128,21 +134,37 @@ def add_pages(app: FastAPI) -> None:
 
 
 def add_reads(app: FastAPI, reader: Reader, hub: Hub) -> None:
-    """The board, one basket, a day's receipts, the live feed and the health check."""
+    """The board, one basket, the fleet, a day's receipts, the live feed and the health
+    check."""
 
     @app.get("/api/baskets", response_model=list[BasketOut], tags=["baskets"],
              responses={503: ERRORS[503]})
     def list_baskets() -> list[dict[str, object]]:
-        """Every basket the service knows, with its cart priced line by line."""
-        return reader.run(store.board)[0]
+        """Every basket the service knows, with its cart priced line by line and its fleet
+        alerts."""
+        return reader.run(board)[0]
 
     @app.get("/api/baskets/{basket}", response_model=BasketOut, tags=["baskets"],
              responses={404: {"model": ErrorOut}, 503: ERRORS[503]})
     def one_basket(basket: BasketNo) -> object:
-        for doc in reader.run(store.board)[0]:
+        for doc in reader.run(board)[0]:
             if doc["basket"] == basket:
                 return doc
         return JSONResponse({"detail": "basket %d is not known yet" % basket}, 404)
+
+    @app.get("/api/fleet", response_model=list[FleetOut], tags=["fleet"],
+             responses={503: ERRORS[503]})
+    def fleet_table() -> list[dict[str, object]]:
+        """Every basket's latest health report, configuration revisions and alerts, in basket
+        order (the fleet page and `basket_service health` show the same)."""
+        return reader.run(fleet_rows)
+
+    @app.get("/api/fleet/{basket}/events", response_model=list[FleetEventOut], tags=["fleet"],
+             responses={503: ERRORS[503]})
+    def fleet_events(basket: BasketNo, limit: LimitParam = 500) -> list[dict[str, object]]:
+        """One basket's recorded state changes (a reader down or back, the display, the
+        version, a configuration rejected, online/offline), newest first."""
+        return reader.run(lambda db: fleet_history(db, basket, limit))
 
     @app.get("/api/receipts", response_model=DayOut, tags=["receipts"],
              responses={400: {"model": ErrorOut}, 503: ERRORS[503]})

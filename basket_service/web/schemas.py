@@ -23,6 +23,11 @@ class LineOut(BaseModel):
     known: bool
 
 
+class AlertOut(BaseModel):
+    kind: str
+    text: str
+
+
 class BasketOut(BaseModel):
     basket: int
     online: bool | None
@@ -36,6 +41,49 @@ class BasketOut(BaseModel):
     cart_updated_at: str | None
     availability_at: str | None
     changed_at: str | None
+    alerts: list[AlertOut] = []
+
+
+class ReaderOut(BaseModel):
+    name: str
+    state: str
+    last_read_s: int | None
+
+
+class FleetOut(BaseModel):
+    """One basket's row of the fleet table (basket_service.fleet.fleet): its latest health
+    report (null before the first one), its configuration revisions and its alerts."""
+    basket: int
+    online: bool | None
+    in_use: bool
+    session: int | None
+    version: str | None
+    runtime: str | None
+    uptime_s: int | None
+    boot: str | None
+    last_seen: str | None
+    health_at: str | None
+    interval_s: int | None
+    rssi: int | None
+    readers: list[ReaderOut]
+    display: str | None
+    battery_mv: int | None
+    mem_free: int | None
+    counters: dict[str, int]
+    config_rev: int | None
+    config_error: str | None
+    desired_rev: int | None
+    alerts: list[AlertOut]
+
+
+class FleetEventOut(BaseModel):
+    """A change of a basket's state, as the service recorded it (not every report)."""
+    id: int
+    basket: int
+    at: str
+    what: str
+    old: str | None
+    new: str | None
 
 
 class ReceiptOut(BaseModel):
