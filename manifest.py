@@ -24,6 +24,7 @@ package(
         "packet.py",
         "presence.py",
         "protocol.py",
+        "remote.py",
         "rfid.py",
         "runtime.py",
         "serialport.py",

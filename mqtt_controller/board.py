@@ -7,6 +7,7 @@ from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_d
 CONFIG_FILE = "config.json"
 SAFE_FILE = "safe"
 ERROR_LOG = "error.log"
+REMOTE_FILE = "remote_config.json"  # the applied remote configuration (runtime.build)
 ERROR_LOG_MAX = 4096  # bytes; a bigger log starts over, so the flash never fills up
 RESET_DELAY_MS = 5000  # after a crash: time to read the message (and to press Ctrl-C)
 SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
@@ -243,7 +244,7 @@ def main(path=CONFIG_FILE):
         get, s = _settings(path)
         from mqtt_controller.runtime import build
 
-        cfg, rt = build(get)
+        cfg, rt = build(get, REMOTE_FILE)
     except ValueError as e:
         print("configuration error: %s" % e)
         print("fix it (e.g. mpremote edit :%s), then reset the board" % path)

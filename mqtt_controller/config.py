@@ -66,6 +66,12 @@ BOARD = (
     ("SAFE_PIN", "safe_pin", PIN, 0, 0, 99),
 )
 
+# The keys the service may set over MQTT (`<topic>/config`, remote.py; docs/fleet.md): tuning
+# only. Never the broker, credentials, topic, client id, item source or display wiring: a wrong
+# value there would cut the basket off from the service that could set it right again.
+REMOTE = ("RFID_POWER", "RFID_RSSI_MIN", "RFID_PRESENCE", "RFID_ABSENCE", "RFID_CYCLE_MS",
+          "HEALTH_INTERVAL_S", "LOG_LEVEL")
+
 
 class ConfigError(ValueError):
     def __init__(self, key, message):
@@ -242,6 +248,64 @@ def known_keys():
     keys = [row[0] for row in CONTROLLER + RFID + BOARD]
     keys.append("MQTT_PASS")
     return keys
+
+
+# -- a remote configuration (remote.py: `<topic>/config`) -----------------------------------
+def _remote_row(key):
+    for row in CONTROLLER + RFID:
+        if row[0] == key:
+            return row
+    return None
+
+
+def remote_values(values):
+    """A remote set {KEY: text or whole number} checked by the same rows as at start-up, all or
+    nothing: the converted values by key, or ConfigError "KEY: ..." for the first bad key in
+    sorted order (the same one on both interpreters)."""
+    if not isinstance(values, dict):
+        raise ConfigError("set", "must be an object {\"KEY\": value, ...}")
+    keys = sorted(values)
+    out = {}
+    for key in keys:
+        row = _remote_row(key) if key in REMOTE else None
+        if row is None:
+            if key in known_keys():
+                raise ConfigError(key, "may not be set remotely")
+            raise ConfigError(key, "unknown setting")
+        v = values[key]
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise ConfigError(key, "must be text or a whole number")
+        out[key] = _read(values.get, row)
+    return out
+
+
+def remote_base(cfg):
+    """The values the remote keys have from the local settings (cfg as load() made it)."""
+    out = {}
+    for key in REMOTE:
+        row = _remote_row(key)
+        if row is None:
+            continue
+        if row[1] is not None:
+            v = getattr(cfg, row[1], None)
+        else:
+            s = getattr(cfg, "settings", None)
+            v = s.get(key) if s else None
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def apply_remote(cfg, values):
+    """Lays checked remote values (remote_values) over cfg before the basket opens its I/O."""
+    for key in values:
+        row = _remote_row(key)
+        if row[1] is not None:
+            setattr(cfg, row[1], values[key])
+        elif getattr(cfg, "settings", None) is not None:
+            cfg.settings[key] = values[key]
+    if "LOG_LEVEL" in values:
+        log.set_level(values["LOG_LEVEL"])
 
 
 # -- a board's config.json (board.py) ------------------------------------------------------

@@ -54,6 +54,7 @@ class RfidSource:
     def __init__(self, ports, power_x100, region, rssi_min, presence, absence, cycle_ms,
                  now_ms=None):
         self.cycle_ms = cycle_ms
+        self.power_x100 = power_x100
         self.tracker = Tracker(rssi_min, presence, absence)
         self.active = False
         self.closed = False
@@ -138,6 +139,38 @@ class RfidSource:
                     pass
                 r.port.close()
                 r.is_open = False
+
+    def apply_settings(self, values, now_ms=None):
+        """Live tuning (a remote configuration): the RFID_* keys in values, checked and
+        converted (config.remote_values; RFID_POWER in hundredths of a dBm). Thresholds and the
+        cycle take effect from the next sighting; a new power is sent to every open reader
+        (stop, set power, polling again when shopping) and to the ones reopened later."""
+        t = self.tracker
+        if "RFID_RSSI_MIN" in values:
+            t.rssi_min = values["RFID_RSSI_MIN"]
+        if "RFID_PRESENCE" in values:
+            t.presence = values["RFID_PRESENCE"]
+        if "RFID_ABSENCE" in values:
+            t.absence = values["RFID_ABSENCE"]
+        if "RFID_CYCLE_MS" in values:
+            self.cycle_ms = values["RFID_CYCLE_MS"]
+        power = values.get("RFID_POWER")
+        if power is None or power == self.power_x100 or self.closed:
+            return
+        self.power_x100 = power
+        cmd = yrm100.cmd_set_power(power)
+        self._setup[-1] = cmd
+        now = ticks_ms() if now_ms is None else now_ms
+        for r in self.readers:
+            if not r.is_open:
+                continue
+            r.queue = [c for c in r.queue if c is not self._poll]
+            r.queue.append(self._stop)
+            r.queue.append(cmd)
+            if self.active:
+                r.queue.append(self._poll)
+            r.armed_at = None
+            self._pump(r, now)
 
     def stats(self):
         s = {"errors": self.errors, "bad_code": self.tracker.bad_code,

@@ -6,7 +6,7 @@
 # (backoff.py). A supervisor (board.py) steers it through a few verbs and a per-turn hook.
 import select
 
-from mqtt_controller import compat, log, store
+from mqtt_controller import compat, log, remote, store
 from mqtt_controller.backoff import Backoff
 from mqtt_controller.cart import CartError
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
@@ -30,9 +30,13 @@ def _left(due, now):
 
 
 class Runtime:
-    def __init__(self, cfg, controller=None, sources=None, display=None, client=None):
+    def __init__(self, cfg, controller=None, sources=None, display=None, client=None,
+                 remote_config=None):
+        """remote_config: a remote.Remote already started over cfg (build()), or None: one
+        kept beside the state file, its saved set applied to the sources given."""
         self.cfg = cfg
         self.status_topic = cfg.topic + "/status"
+        self.config_topic = cfg.topic + "/config"
         self.update_topic = cfg.topic + "/update"
         self.avail_topic = cfg.topic + "/availability"
         if controller is None:
@@ -40,6 +44,12 @@ class Runtime:
         self.controller = controller
         self.sources = [s for s in (sources or []) if s is not None]
         self.display = display
+        if remote_config is None:
+            remote_config = remote.Remote(remote.path_for(cfg))
+            remote_config.start(cfg)
+            if remote_config.rev:
+                remote_config.apply(self, remote_config.checked)
+        self.remote = remote_config  # rev, set, error: the health report reads them
         if client is None:  # imported here: a basket on MQTT_CLIENT=umqtt never loads mqtt.py
             from mqtt_controller.mqtt import MQTTClient
 
@@ -227,6 +237,7 @@ class Runtime:
         try:
             present = self.client.connect()
             self.client.subscribe(self.status_topic, 1)
+            self.client.subscribe(self.config_topic, 1)
             self.client.publish(self.avail_topic, b"online", retain=True, qos=1)
         except (OSError, MQTTException) as e:
             self.client.close()
@@ -258,6 +269,9 @@ class Runtime:
                         self.cfg.port, why, delay // 1000, delay % 1000 // 100)
 
     def _message(self, topic, payload):
+        if topic == self.config_topic:
+            self.remote.message(payload, self)
+            return
         if topic != self.status_topic:
             log.debug("message on unexpected topic %s ignored", topic)
             return
@@ -408,15 +422,19 @@ def restore(cfg):
     return c
 
 
-def build(get=None):
+def build(get=None, remote_file=None):
     """(cfg, Runtime) from settings: get(key) -> value or None; None reads the environment.
-    Raises ValueError (ConfigError, a bad ITEM_SOURCE / DISPLAY) or OSError (the CA file).
-    Then releases config.py: start-up code, its heap is free again on MicroPython."""
+    The saved remote configuration (remote_file, default beside CART_STATE_FILE) is laid over
+    the settings before the I/O opens. Raises ValueError (ConfigError, a bad ITEM_SOURCE /
+    DISPLAY) or OSError (the CA file). Then releases config.py: start-up code, its heap is free
+    again on MicroPython."""
     from mqtt_controller import config
 
     cfg = config.load(get)
+    rc = remote.Remote(remote_file or remote.path_for(cfg))
+    rc.start(cfg)
     src, disp, client = open_io(cfg)
-    rt = Runtime(cfg, sources=[src], display=disp, client=client)
+    rt = Runtime(cfg, sources=[src], display=disp, client=client, remote_config=rc)
     compat.release("config")
     return cfg, rt
 

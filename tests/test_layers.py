@@ -37,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "lcd": {"compat", "display", "log"},
     # the shell
     "runtime": {"backoff", "cart", "compat", "controller", "log", "packet", "store", "config",
-                "display", "items", "mqtt", "tls", "umqtt_adapter"},
+                "display", "items", "mqtt", "tls", "umqtt_adapter", "remote"},
+    "remote": {"compat", "log", "store", "config"},
     # start-up (config.py is released once the basket runs) and the two entry points
     "config": {"compat", "log", "protocol", "yrm100"},
     "helptext": {"config"},

@@ -302,9 +302,10 @@ def _acl(kind: str, topic: str) -> dict[str, Any]:
 
 
 def service_acls() -> list[dict[str, Any]]:
-    """Every basket's update, availability and health in, every basket's status and config out. Shared subscriptions
-    are checked by the plugin as the whole filter (`$share/<group>/basket/+/update`), so they
-    need their own patterns; `$share/+/...` lets any group name through."""
+    """Every basket's update, availability and health in, every basket's status and config
+    out. Shared subscriptions are checked by the plugin as the whole filter
+    (`$share/<group>/basket/+/update`), so they need their own patterns; `$share/+/...` lets
+    any group name through."""
     acls = [_acl("publishClientSend", "basket/+/status"),
             _acl("publishClientSend", "basket/+/config")]
     for topic in ("basket/+/update", "basket/+/availability", "basket/+/health"):
