@@ -183,7 +183,7 @@ def parse_health(basket: int, payload: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise Rejected("bad_health", e.reason if isinstance(e, Rejected) else "not JSON")
+        raise Rejected("bad_health", str(e) if isinstance(e, Rejected) else "not JSON")
     if not isinstance(doc, dict):
         raise Rejected("bad_health", "not a JSON object")
     for key in _HEALTH_REQUIRED:

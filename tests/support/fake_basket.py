@@ -30,6 +30,24 @@ def total_message(basket: int, total: int, cart: dict[str, int] | None = None) -
     return json.dumps({"msg": "total", "payload": body}, separators=(",", ":")).encode()
 
 
+def health_doc(basket: int, **changes: object) -> dict[str, object]:
+    """A health report as a basket sends it (docs/fleet.md), with `changes` applied."""
+    doc: dict[str, object] = {
+        "battery_mv": None, "boot": "start", "config_error": None, "config_rev": 0,
+        "counters": {"commands": 3, "items": 5, "reconnects": 1, "rejected_commands": 0,
+                     "rejected_items": 0},
+        "display": "ok", "id": basket, "interval_s": 60, "mem_free": None,
+        "readers": [{"last_read_s": 12, "name": "/dev/ttyUSB0", "state": "ok"}],
+        "rssi": None, "runtime": "cpython 3.11.7", "uptime_s": 3600, "version": "0.1.0"}
+    doc.update(changes)
+    return doc
+
+
+def encode_health(doc: dict[str, object]) -> bytes:
+    """Compact, keys sorted (as the basket sends it)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
 class FakeBasket:
     def __init__(self, port: int, n: int, user: str | None = None,
                  password: str | None = None) -> None:
@@ -51,6 +69,12 @@ class FakeBasket:
     def send(self, cart: dict[str, int]) -> bytes:
         payload = encode_update(self.n, cart)
         self.peer.publish(self.base + "/update", payload, retain=True)
+        return payload
+
+    def health(self, **changes: object) -> bytes:
+        """Publishes a health report (retained, QoS 1): health_doc(n, **changes)."""
+        payload = encode_health(health_doc(self.n, **changes))
+        self.peer.publish(self.base + "/health", payload, retain=True)
         return payload
 
     def send_raw(self, payload: bytes, topic: str | None = None) -> None:
