@@ -66,7 +66,7 @@ function readersCell(r) {
     title: list.map((x) => x.name + ": " + x.state +
       (x.last_read_s === null ? "" : " (" + x.last_read_s + " s since a read)")).join("\n") },
   (list.length - down.length) + "/" + list.length + " ok");
-  for (const x of down) td.append(" ", el("span", { class: "down", text: x.name + " down" }));
+  for (const x of down) td.append(" · ", el("span", { class: "down", text: x.name + " down" }));
   return td;
 }
 
