@@ -16,6 +16,7 @@ package(
         "config.py",
         "controller.py",
         "display.py",
+        "health.py",
         "items.py",
         "lcd.py",
         "link.py",

@@ -1,7 +1,7 @@
 # What boot.py and main.py do on a MicroPython board: settings from config.json, Wi-Fi with a
 # timeout and retries (and a rejoin while running), safe mode, the hardware watchdog, and a
 # supervisor that logs a crash and resets. `machine` and `network` are imported where used.
-from mqtt_controller import compat, log
+from mqtt_controller import compat, health, log
 from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 CONFIG_FILE = "config.json"
@@ -203,6 +203,49 @@ class WifiWatch:
             self._start(now)
 
 
+# -- the health report's board values ---------------------------------------------------------
+class BoardHealth:
+    """What only a board knows for the health report (Runtime.set_health_extras): why it
+    started (machine.reset_cause(), read once), the Wi-Fi signal, the battery through an ADC
+    pin and a divider (BATTERY_ADC_PIN, BATTERY_DIVIDER)."""
+
+    def __init__(self, wifi, s):
+        import machine
+
+        self.boot = health.boot_cause(machine)
+        self.wlan = wifi.wlan if wifi is not None else None
+        self.divider = s.battery_divider
+        self.adc = None
+        if s.battery_pin is not None:
+            try:
+                self.adc = machine.ADC(machine.Pin(s.battery_pin))
+                try:
+                    self.adc.atten(machine.ADC.ATTN_11DB)  # ESP32: the whole 0-3.3 V range
+                except AttributeError:
+                    pass
+            except (AttributeError, ValueError, OSError, TypeError) as e:
+                log.warning("BATTERY_ADC_PIN %d not usable: %s", s.battery_pin, e)
+
+    def __call__(self):
+        out = {"boot": self.boot}
+        if self.wlan is not None:
+            try:
+                if self.wlan.isconnected():
+                    out["rssi"] = self.wlan.status("rssi")
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass
+        if self.adc is not None:
+            try:
+                if hasattr(self.adc, "read_uv"):
+                    uv = self.adc.read_uv()
+                else:  # older ports: 16 bits over 3.3 V
+                    uv = self.adc.read_u16() * 3300000 // 65535
+                out["battery_mv"] = health.battery_mv(uv, self.divider)
+            except (OSError, ValueError, TypeError):
+                pass
+        return out
+
+
 # -- boot.py and main.py ----------------------------------------------------------------------
 def boot(path=CONFIG_FILE):
     """boot.py: joins Wi-Fi. Never raises: a board without Wi-Fi still reaches main.py and
@@ -259,7 +302,9 @@ def main(path=CONFIG_FILE):
              cfg.host, cfg.port, " (TLS)" if cfg.tls else "", cfg.item_source)
     wdt = None
     try:
-        watch = WifiWatch(Wifi(s), rt) if s.ssid else None
+        wifi = Wifi(s) if s.ssid else None
+        watch = WifiWatch(wifi, rt) if wifi is not None else None
+        rt.set_health_extras(BoardHealth(wifi, s))
         if s.watchdog_ms:
             from machine import WDT
 

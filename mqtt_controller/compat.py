@@ -10,6 +10,8 @@ import sys
 import time
 
 MICROPYTHON = sys.implementation.name == "micropython"
+# The health report's `runtime`: "cpython 3.11.7", "micropython 1.28.0".
+RUNTIME = "%s %d.%d.%d" % ((sys.implementation.name,) + tuple(sys.implementation.version[:3]))
 
 try:  # MicroPython: compile-time constants
     from micropython import const
@@ -74,6 +76,16 @@ def release(name):
                 delattr(sys.modules["mqtt_controller"], name)
             except (AttributeError, KeyError):
                 pass
+
+
+def mem_free():
+    """Bytes free on MicroPython's heap after a collection (gc.mem_free); None on CPython."""
+    if not MICROPYTHON:
+        return None
+    import gc
+
+    gc.collect()
+    return gc.mem_free()
 
 
 def getenv(name, default=None):

@@ -41,6 +41,7 @@ CONTROLLER = (
     ("DISPLAY", "display", TEXT, "console", 0, 0),
     ("LOG_LEVEL", "log_level", CHOICE, "info", ("debug", "info", "warning", "warn", "error"), 0),
     ("MQTT_CLIENT", "mqtt_client", CHOICE, "builtin", ("builtin", "umqtt"), 0),
+    ("HEALTH_INTERVAL_S", "health_interval", INT, 60, 0, 86400),
 )
 # Read with ITEM_SOURCE=rfid:... only, into Config.settings (a dict by key; rfid.py uses it).
 RFID = (
@@ -64,6 +65,8 @@ BOARD = (
     ("WIFI_RETRIES", "retries", INT, 3, 1, 20),
     ("WATCHDOG_MS", "watchdog_ms", OFF_INT, 0, 1000, 3600000),
     ("SAFE_PIN", "safe_pin", PIN, 0, 0, 99),
+    ("BATTERY_ADC_PIN", "battery_pin", PIN, None, 0, 99),
+    ("BATTERY_DIVIDER", "battery_divider", INT, 2000, 1000, 100000),
 )
 
 # The keys the service may set over MQTT (`<topic>/config`, remote.py; docs/fleet.md): tuning

@@ -19,6 +19,7 @@ MEANINGS = {
     "DISPLAY": "console, none, or lcd:<bus>:<address>",
     "LOG_LEVEL": "how much to log",
     "MQTT_CLIENT": "MQTT client: umqtt is micropython-lib's umqtt.simple, if installed",
+    "HEALTH_INTERVAL_S": "seconds between health reports on <topic>/health; 0: only on changes",
     "RFID_POWER": "transmit power in dBm (decimals allowed)",
     "RFID_REGION": "radio region: KR, US, EU, CN900, CN800, a region code, or keep",
     "RFID_RSSI_MIN": "dBm; weaker reads do not count",
@@ -36,6 +37,8 @@ MEANINGS = {
     "WIFI_RETRIES": "attempts to join at boot",
     "WATCHDOG_MS": "hardware watchdog timeout",
     "SAFE_PIN": "GPIO that, held low in the first second, starts safe mode (none: off)",
+    "BATTERY_ADC_PIN": "ADC pin of a battery divider for the health report (none: off)",
+    "BATTERY_DIVIDER": "battery voltage / pin voltage x 1000 (2000: the pin sees half)",
 }
 
 # Defaults that load() works out from other keys (None in the table).

@@ -1,5 +1,6 @@
 # Item sources that speak the line protocol: standard input, or a path (FIFO, tty, file).
-# Each has pollables() / read(now_ms) / next_ms(now_ms) / set_active(shopping) / close().
+# Each has pollables() / read(now_ms) / next_ms(now_ms) / set_active(shopping) / close(), and
+# status(now_ms) / status_changes for the health report (no RFID readers here: [] and 0).
 # A source that cannot be opened or fails is reopened with back-off, like an RFID reader.
 from mqtt_controller import log
 from mqtt_controller.backoff import REOPEN_CAP_MS, REOPEN_FIRST_MS, Backoff
@@ -96,6 +97,11 @@ class StreamSource:
 
     def set_active(self, shopping):
         pass
+
+    status_changes = 0  # no readers: nothing for the health report ever changes
+
+    def status(self, now_ms):
+        return []
 
     def close(self):
         # stdin is not ours to close

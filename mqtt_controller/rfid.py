@@ -14,6 +14,9 @@
 #                    (An optional now_ms argument exists for tests.)
 #   close()          stop the readers and close their ports.
 #   stats()          counters for diagnostics (dict of ints).
+#   status(now_ms)   -> [(name, ok, ms since its last tag read or None)] per reader, in
+#                    configuration order (the health report); `status_changes` counts the
+#                    changes of any reader's ok (read it to know when to look again).
 #
 # open_source(spec, settings): spec is what follows "rfid:" in ITEM_SOURCE, readers separated by
 # commas: device paths ("/dev/ttyUSB0,/dev/ttyUSB1", termios; CPython and the MicroPython unix
@@ -48,6 +51,7 @@ class _Reader:
         self.errors = 0  # error responses other than "no tag"
         self.opens = 0
         self.lost = 0
+        self.last_read = None  # ticks of the last tag read
 
 
 class RfidSource:
@@ -60,6 +64,7 @@ class RfidSource:
         self.closed = False
         self.cycle_start = 0
         self.errors = 0
+        self.status_changes = 0  # a reader opened or lost: status() has news
         self._stop = yrm100.cmd_stop()
         self._poll = yrm100.cmd_multi_poll(POLL_COUNT)
         self._setup = [self._stop]
@@ -189,6 +194,12 @@ class RfidSource:
             s["lost"] += r.lost
         return s
 
+    def status(self, now_ms):
+        """[(name, ok, ms since its last tag read or None)], one per reader."""
+        return [(r.name, r.is_open,
+                 None if r.last_read is None else max(0, ticks_diff(now_ms, r.last_read)))
+                for r in self.readers]
+
     # --- internals ---
 
     def _read(self, now):
@@ -204,7 +215,7 @@ class RfidSource:
                 continue
             if data:
                 for ftype, cmd, params in r.decoder.feed(data):
-                    self._frame(r, ftype, cmd, params)
+                    self._frame(r, ftype, cmd, params, now)
             if (self.active and r.armed_at is not None and not r.queue
                     and ticks_diff(now, r.armed_at) >= REARM_MS):
                 r.queue.append(self._stop)
@@ -224,12 +235,14 @@ class RfidSource:
                     lines.append("%s=%d" % (code, n))
         return lines
 
-    def _frame(self, r, ftype, cmd, params):
+    def _frame(self, r, ftype, cmd, params, now):
         if ftype == yrm100.TYPE_NOTICE and cmd == yrm100.CMD_TAG:
             t = yrm100.parse_tag(params)
             if t is None:
                 r.bad_tags += 1
-            elif self.active:
+                return
+            r.last_read = now
+            if self.active:
                 self.tracker.saw(t[2], t[0])
         elif ftype == yrm100.TYPE_RESPONSE:
             r.await_until = None  # the module answered: the next command may go
@@ -275,6 +288,7 @@ class RfidSource:
             log.info("rfid: reader %s open", r.name)
         r.is_open = True
         r.opens += 1
+        self.status_changes += 1
         r.backoff.reset()
         r.decoder.reset()
         r.await_until = None
@@ -289,6 +303,7 @@ class RfidSource:
         r.port.close()
         r.is_open = False
         r.lost += 1
+        self.status_changes += 1
         r.queue = []
         r.armed_at = None
         r.backoff.reset()

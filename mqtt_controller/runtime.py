@@ -6,7 +6,7 @@
 # (backoff.py). A supervisor (board.py) steers it through a few verbs and a per-turn hook.
 import select
 
-from mqtt_controller import compat, log, remote, store
+from mqtt_controller import __version__, compat, health, log, remote, store
 from mqtt_controller.backoff import Backoff
 from mqtt_controller.cart import CartError
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
@@ -22,6 +22,7 @@ CONFIRM_FIRST_MS = 3000  # no total for the cart this long after its update: pub
 CONFIRM_CAP_MS = 60000
 SAVE_FIRST_MS = 1000  # a refused state write is retried after 1 s, 2 s ... 30 s
 SAVE_CAP_MS = 30000
+HEALTH_EXTRAS = ("battery_mv", "boot", "rssi")  # what set_health_extras may give
 
 
 def _left(due, now):
@@ -39,6 +40,7 @@ class Runtime:
         self.config_topic = cfg.topic + "/config"
         self.update_topic = cfg.topic + "/update"
         self.avail_topic = cfg.topic + "/availability"
+        self.health_topic = cfg.topic + "/health"
         if controller is None:
             controller = restore(cfg)
         self.controller = controller
@@ -86,6 +88,21 @@ class Runtime:
         self._unsaved = None
         self._save_due = None
         self._save_retry = Backoff(SAVE_FIRST_MS, SAVE_CAP_MS)
+        # The health report: due after every connect, every HEALTH_INTERVAL_S (a cfg without
+        # the setting, a test's stand-in: no periodic report) and at a watched change; it goes
+        # at the end of a turn in which nothing came from the broker and no update waits.
+        self._health_s = getattr(cfg, "health_interval", 0)
+        self._health_due = None  # ticks of the next report; None: none due
+        self._health_at = None  # ticks of the last one
+        self._health_extras = None  # set_health_extras(): the board's values
+        self._connects = 0  # successful connects; the report's reconnects: all but the first
+        self._up_s = 0  # uptime, carried forward each turn (ticks wrap on a board)
+        self._up_at = ticks_ms()
+        self._display_state = "none" if display is None else "ok"
+        self._status_srcs = [s for s in self.sources if getattr(s, "status_changes", None)
+                             is not None]
+        self._status_seen = -1  # the sum of their status_changes when last compared
+        self._readers = None  # the readers' (name, ok) then
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, max_wait_ms=None, on_crash=None):
@@ -149,9 +166,11 @@ class Runtime:
                 lines = ()
             for line in lines:
                 self.controller.item(line)
+        got = 0
         if self.connected:
             try:
                 for topic, payload in self.client.service(readable):
+                    got += 1
                     self._message(topic, payload)
             except (OSError, MQTTException) as e:
                 self._lost(_reason(e))
@@ -161,6 +180,7 @@ class Runtime:
                 self.client.send_acks()
             except (OSError, MQTTException) as e:
                 self._lost(_reason(e))
+        self._health_turn(not got)
 
     def item(self, line):
         """Python API for a detector in this process (call it from the loop's thread, e.g. in
@@ -194,6 +214,103 @@ class Runtime:
         if self.connected:
             self._lost(reason)
 
+    # -- the health report (<topic>/health; the verbs the remote configuration uses) ----------
+    def set_health_extras(self, fn):
+        """fn() -> a dict of the board's own report values (rssi, boot, battery_mv), asked
+        for at every report; a key it leaves out keeps the host's value (null, "start")."""
+        self._health_extras = fn
+
+    def set_health_interval(self, s):
+        """HEALTH_INTERVAL_S changed live (0: periodic reports off): the next report is due s
+        after the last one."""
+        self._health_s = s
+        due = self._health_due
+        if self._health_at is None or (due is not None and ticks_diff(due, ticks_ms()) <= 0):
+            return  # none sent yet, or one is due now: its publication schedules the next
+        self._health_due = ticks_add(self._health_at, s * 1000) if s else None
+
+    def health_changed(self):
+        """Something the report shows changed (a remote config applied or refused): one goes
+        out soon, once nothing else waits."""
+        self._health_due = ticks_ms()
+
+    def health_fields(self):
+        """The report as a dict (health.encode makes the payload)."""
+        now = ticks_ms()
+        c = self.controller.counters
+        rc = getattr(self, "remote", None)
+        readers = []
+        for src in self._status_srcs:
+            readers.extend(health.readers(src.status(now)))
+        f = {"battery_mv": None, "boot": "start",
+             "config_error": None if rc is None else rc.error,
+             "config_rev": 0 if rc is None else rc.rev,
+             "counters": {"commands": c["commands"], "items": c["items"],
+                          "reconnects": max(0, self._connects - 1),
+                          "rejected_commands": c["rejected_commands"],
+                          "rejected_items": c["rejected_items"]},
+             "display": self._display_state, "id": self.cfg.basket_id,
+             "interval_s": self._health_s, "mem_free": None, "readers": readers, "rssi": None,
+             "runtime": compat.RUNTIME, "uptime_s": self._uptime(now), "version": __version__}
+        if self._health_extras is not None:
+            try:
+                extra = self._health_extras()
+            except Exception as e:  # a board probe must not stop the basket
+                log.debug("health extras failed: %r", e)
+                extra = None
+            for k in HEALTH_EXTRAS:
+                if extra and k in extra:
+                    f[k] = extra[k]
+        f["mem_free"] = compat.mem_free()  # last: the collection takes the report's garbage
+        return f
+
+    def _uptime(self, now):
+        d = ticks_diff(now, self._up_at)
+        if d >= 1000:
+            self._up_s += d // 1000
+            self._up_at = ticks_add(self._up_at, d // 1000 * 1000)
+        return self._up_s
+
+    def _health_turn(self, quiet):
+        """The end of a turn: notices a reader going down or coming back (compared only when a
+        source says its status changed), and publishes a report that is due."""
+        now = ticks_ms()
+        self._uptime(now)
+        if self._status_srcs:
+            n = 0
+            for src in self._status_srcs:
+                n += src.status_changes
+            if n != self._status_seen:
+                self._status_seen = n
+                states = []
+                for src in self._status_srcs:
+                    states.extend(health.states(src.status(now)))
+                if self._readers is not None and states != self._readers:
+                    self.health_changed()
+                self._readers = states
+        if quiet and self._health_in(now) == 0:
+            self._publish_health(now)
+
+    def _health_in(self, now):
+        """ms until a report is due (0: now), or None: offline, none due, or an update waits
+        (its own time bounds the sleep; a state write the disk refused does not hold it)."""
+        if not self.connected or self._health_due is None:
+            return None
+        if self._unsaved is None and self.controller.pending_update() != NONE:
+            return None
+        return _left(self._health_due, now)
+
+    def _publish_health(self, now):
+        payload = health.encode(self.health_fields())
+        try:
+            self.client.publish(self.health_topic, payload, retain=True, qos=1)
+        except (OSError, MQTTException) as e:
+            self._lost(_reason(e))
+            return
+        self._health_at = now
+        self._health_due = ticks_add(now, self._health_s * 1000) if self._health_s else None
+        log.debug("health %s", payload.decode())
+
     def _timeout(self, max_wait_ms):
         now = ticks_ms()
         wait = max_wait_ms
@@ -210,6 +327,9 @@ class Runtime:
         if self._unsaved is not None:  # only while a failure streak lasts: see _flush()
             wait = min(wait, _left(self._save_due, now))
         nxt = self._publish_in(now)
+        if nxt is not None:
+            wait = min(wait, nxt)
+        nxt = self._health_in(now)
         if nxt is not None:
             wait = min(wait, nxt)
         return max(0, wait)
@@ -250,6 +370,8 @@ class Runtime:
         self.connected = True
         self._link_backoff.up(ticks_ms())
         self.controller.resync()
+        self._connects += 1
+        self.health_changed()  # after `online`, once the update has gone
         log.info("connected to %s:%d as %s (session %s); subscribed to %s", cfg.host, cfg.port,
                  cfg.client_id, "resumed" if present else "new", self.status_topic)
         return True
@@ -329,6 +451,8 @@ class Runtime:
             except Exception as e:  # a broken display must not stop the basket
                 log.error("display failed, switching it off: %r", e)
                 self.display = None
+                self._display_state = "failed"
+                self.health_changed()
 
     def _publish_in(self, now):
         """ms until an update is due (0: now), or None when none is: one rule for _flush() and

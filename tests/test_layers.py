@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # Module -> the package modules it may import (at the top, or lazily inside a function).
-PURE = {"protocol", "cart", "controller", "packet", "backoff", "yrm100", "presence"}
+PURE = {"protocol", "cart", "controller", "packet", "backoff", "yrm100", "presence", "health"}
 ALLOWED: dict[str, set[str]] = {
     # base
     "compat": set(),
@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "backoff": {"compat"},
     "yrm100": {"compat"},
     "presence": {"yrm100"},
+    "health": {"compat"},
     # the link
     "link": {"compat", "packet"},
     "mqtt": {"compat", "link", "packet"},
@@ -37,13 +38,14 @@ ALLOWED: dict[str, set[str]] = {
     "lcd": {"compat", "display", "log"},
     # the shell
     "runtime": {"backoff", "cart", "compat", "controller", "log", "packet", "store", "config",
-                "display", "items", "mqtt", "tls", "umqtt_adapter", "remote"},
+                "display", "items", "mqtt", "tls", "umqtt_adapter", "remote",
+                "health"},
     "remote": {"compat", "log", "store", "config"},
     # start-up (config.py is released once the basket runs) and the two entry points
     "config": {"compat", "log", "protocol", "yrm100"},
     "helptext": {"config"},
     "__main__": {"compat", "log", "helptext", "runtime"},
-    "board": {"compat", "log", "config", "runtime"},
+    "board": {"compat", "health", "log", "config", "runtime"},
     "__init__": set(),
 }
 # Imported only inside functions (or at the top of another module of this set), so a basket

@@ -39,6 +39,37 @@ class WDT:
             sys.exit(87)
 
 
+# reset_cause(): $BOARD_STUB_DIR/reset_cause holds the number (default: power on). ESP32 values.
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+def reset_cause():
+    return int(_stubctl.read("reset_cause", str(PWRON_RESET)))
+
+
+class ADC:
+    """read_uv() is $BOARD_STUB_DIR/adc<N> (microvolts at pin N; default 1,850,000)."""
+
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=None):
+        self.n = pin.n if isinstance(pin, Pin) else pin
+        _stubctl.log("ADC %d" % self.n)
+
+    def atten(self, value):
+        _stubctl.log("ADC.atten %d" % value)
+
+    def read_uv(self):
+        return int(_stubctl.read("adc%d" % self.n, "1850000"))
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // 3300000
+
+
 def reset():
     _stubctl.log("machine.reset")
     print("stub: machine.reset()")

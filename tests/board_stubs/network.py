@@ -78,6 +78,12 @@ class _WLAN:
         return self._status == STAT_GOT_IP
 
     def status(self, param=None):
+        if param == "rssi":  # $BOARD_STUB_DIR/rssi (dBm; default -61); an error when not joined
+            if self._status != STAT_GOT_IP:
+                raise OSError("Wifi Not Connected")
+            return int(_stubctl.read("rssi", "-61"))
+        if param is not None:
+            raise ValueError("unknown status param")
         return self._status
 
     def ifconfig(self, cfg=None):
