@@ -116,8 +116,8 @@ class Remote:
         self.set = values
         self.checked = checked
         self.error = None
-        log.info("remote config rev %d applied: %s", rev, ", ".join(sorted(values)) or "-")
         self._save()
+        log.info("remote config rev %d applied: %s", rev, ", ".join(sorted(values)) or "-")
         _changed(rt)
 
     def _refuse(self, why, rt):
