@@ -187,7 +187,9 @@ def test_remote_values():
 
 
 def test_remote_ranges_are_the_controllers():
-    table = {k: (a, b) for k, _, _, _, a, b in controller_config.CONTROLLER + controller_config.RFID}
+    rows = controller_config.CONTROLLER + controller_config.RFID
+    table = {k: (a, b) for k, _, _, _, a, b in rows}
+    assert "HEALTH_INTERVAL_S" in table
     for key, (lo, hi) in contract.REMOTE_INTS.items():
         if key in table:
             assert table[key] == (lo, hi), key
@@ -200,3 +202,18 @@ def test_config_payload():
     assert json.loads(body) == {"rev": 3, "set": {"LOG_LEVEL": "debug", "RFID_RSSI_MIN": -60}}
     with pytest.raises(ValueError):
         contract.config_payload(1, {"K%d" % i: "x" * 50 for i in range(30)})
+
+
+def test_the_controllers_report_parses():
+    """What mqtt_controller/health.py encodes (long readers cut, a long config_error
+    shortened) is what parse_health accepts."""
+    from mqtt_controller import health
+
+    fields = health_doc(4, config_error="RFID_RSSI_MIN: " + "x" * 400,
+                        readers=[{"last_read_s": i, "name": "/dev/ttyUSB%d" % i, "state": "ok"}
+                                 for i in range(12)])
+    payload = health.encode(fields)
+    assert len(payload) <= contract.MAX_HEALTH
+    doc = contract.parse_health(4, payload)
+    assert doc["id"] == 4 and doc["config_error"].startswith("RFID_RSSI_MIN: ")
+    assert contract.parse_health(4, health.encode(health_doc(4))) == health_doc(4)
