@@ -9,6 +9,9 @@ const tbody = document.getElementById("fleetrows");
 const table = document.getElementById("fleet");
 let sortKey = "basket";
 let sortDir = 1;  // 1 ascending, -1 descending
+// Baskets whose row came by the live feed while a read of api/fleet was on its way: that read
+// may be older, so it does not replace them.
+let pushed = null;
 
 const downReaders = (r) => (r.readers || []).filter((x) => x.state !== "ok").length;
 
@@ -113,6 +116,7 @@ function render() {
 async function load() {
   const msg = document.getElementById("fleetmsg");
   let res;
+  pushed = new Set();
   try {
     res = await api("api/fleet");
   } catch (e) {
@@ -120,8 +124,11 @@ async function load() {
   }
   if (!res.ok) { msg.hidden = false; msg.textContent = res.body.detail || "failed"; return; }
   msg.hidden = true;
+  const fresh = new Map(res.body.map((r) => [r.basket, r]));
+  for (const n of pushed || []) if (rows.has(n)) fresh.set(n, rows.get(n));
+  pushed = null;
   rows.clear();
-  for (const r of res.body) rows.set(r.basket, r);
+  for (const [n, r] of fresh) rows.set(n, r);
   render();
 }
 
@@ -136,7 +143,11 @@ for (const th of table.querySelectorAll("th[data-key]")) {
 live({
   snapshot: load,
   fleet(r) {
-    if (r && r.basket !== undefined) { rows.set(r.basket, r); render(); } else load();
+    if (r && r.basket !== undefined) {
+      rows.set(r.basket, r);
+      if (pushed) pushed.add(r.basket);
+      render();
+    } else load();
   },
 });
 setInterval(load, 10000);
