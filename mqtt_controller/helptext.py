@@ -93,5 +93,5 @@ def help_text():
             default = default_text(row)
             notes = [n for n in (accepted_text(row), default and "default: " + default) if n]
             extra = (" [%s]" % "; ".join(notes)) if notes else ""
-            lines.append("  %-16s %s%s" % (row[0], MEANINGS[row[0]], extra))
+            lines.append("  %-17s %s%s" % (row[0], MEANINGS[row[0]], extra))
     return "\n".join(lines)

@@ -17,6 +17,7 @@ class Link:
         self._rx_at = 0  # ticks of the last packet from the broker
         self._tx_at = 0  # ticks of the last write to it
         self._ping_out = False  # a PINGREQ waits for its PINGRESP
+        self.refused = []  # optional subscriptions the broker refused on this connection
 
     # -- state, for the client ----------------------------------------------------------------
     def _opened(self, sock):
@@ -24,6 +25,13 @@ class Link:
         self.sock = sock
         self._rx_at = self._tx_at = ticks_ms()
         self._ping_out = False
+        self.refused = []
+
+    def take_refused(self):
+        """The optional subscriptions (subscribe(..., optional=True)) the broker refused since
+        the last call: the link stays up without them."""
+        out, self.refused = self.refused, []
+        return out
 
     def _note_rx(self):
         self._rx_at = ticks_ms()

@@ -41,6 +41,7 @@ class MQTTClient(Link):
         self._early = []  # packets that came in the same read as the CONNACK
         self._more = False  # _read() stopped early: more may be buffered
         self._acks = b""  # PUBACKs of delivered messages, sent once they are handled
+        self._optional = {}  # packet id -> topic of an optional subscription awaiting its SUBACK
         self.counters = {"oversized": 0, "unknown_puback": 0}
 
     # -- connection ---------------------------------------------------------------------------
@@ -66,6 +67,7 @@ class MQTTClient(Link):
             self._stray = 0
             self._pending = compat.tls_pending(sock)
             self._early = []
+            self._optional = {}
             self._write(packet.connect(self.client_id, self.keepalive_s, self.clean_session,
                                        self.user, self.password, self.will))
             pkts = self._wait_packet(self.connect_timeout_ms)
@@ -137,8 +139,14 @@ class MQTTClient(Link):
             if self._pid not in self.inflight:
                 return self._pid
 
-    def subscribe(self, topic, qos=1):
-        self._write(packet.subscribe(self._next_pid(), [(topic, qos)]))
+    def subscribe(self, topic, qos=1, optional=False):
+        """A refused subscription (SUBACK 0x80) closes the link, unless it is optional: then
+        it lands in take_refused() (an older broker ACL without the topic must not stop the
+        basket)."""
+        pid = self._next_pid()
+        if optional:
+            self._optional[pid] = topic
+        self._write(packet.subscribe(pid, [(topic, qos)]))
 
     def publish(self, topic, payload, retain=False, qos=0):
         """Sends a message. With QoS 1 it is kept until acknowledged (re-sent after a reconnect);
@@ -269,8 +277,11 @@ class MQTTClient(Link):
         elif kind == packet.SUBACK:
             if len(body) < 3:
                 raise MQTTException("malformed SUBACK")
+            topic = self._optional.pop(packet.parse_pid(body[:2], "SUBACK"), None)
             if body[2] == 0x80:
-                raise MQTTException("subscription refused: not authorized", 5)
+                if topic is None:
+                    raise MQTTException("subscription refused: not authorized", 5)
+                self.refused.append(topic)
         elif kind == packet.PINGRESP:
             if self._pong():
                 self._stray = 0

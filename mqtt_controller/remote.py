@@ -120,6 +120,12 @@ class Remote:
         log.info("remote config rev %d applied: %s", rev, ", ".join(sorted(values)) or "-")
         _changed(rt)
 
+    def unavailable(self, why, rt):
+        """Remote configuration cannot reach this basket (the broker refused its topic): the
+        health report says why."""
+        self.error = why
+        _changed(rt)
+
     def _refuse(self, why, rt):
         self.error = why
         log.warning("remote config refused (rev %d stays): %s", self.rev, why)

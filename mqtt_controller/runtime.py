@@ -174,6 +174,11 @@ class Runtime:
                     self._message(topic, payload)
             except (OSError, MQTTException) as e:
                 self._lost(_reason(e))
+            for topic in self.client.take_refused():
+                # A broker provisioned before remote configuration: the basket runs without it.
+                log.warning("the broker refused the subscription to %s: remote configuration "
+                            "is off (re-run tools/provision.py and restart the broker)", topic)
+                self.remote.unavailable("subscription to %s refused by the broker" % topic, self)
         self._flush()
         if self.connected:  # the commands are handled (and their update sent): ack them
             try:
@@ -357,7 +362,7 @@ class Runtime:
         try:
             present = self.client.connect()
             self.client.subscribe(self.status_topic, 1)
-            self.client.subscribe(self.config_topic, 1)
+            self.client.subscribe(self.config_topic, 1, optional=True)
             self.client.publish(self.avail_topic, b"online", retain=True, qos=1)
         except (OSError, MQTTException) as e:
             self.client.close()

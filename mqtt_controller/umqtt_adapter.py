@@ -100,8 +100,13 @@ class UMQTTClient(Link):
         self._note_rx()
         return result
 
-    def subscribe(self, topic, qos=1):
-        self._blocking(self.c.subscribe, topic, qos)
+    def subscribe(self, topic, qos=1, optional=False):
+        try:
+            self._blocking(self.c.subscribe, topic, qos)
+        except MQTTException as e:  # umqtt.simple raises on SUBACK 0x80 (code 5 here)
+            if not optional or e.code != 5:
+                raise
+            self.refused.append(topic)
 
     def publish(self, topic, payload, retain=False, qos=0):
         self._blocking(self.c.publish, topic, payload, retain, qos)

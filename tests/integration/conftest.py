@@ -16,16 +16,22 @@ user basket1
 topic write basket/1/update
 topic write basket/1/availability
 topic read basket/1/status
+topic read basket/1/config
+topic write basket/1/health
 
 user basket2
 topic write basket/2/update
 topic write basket/2/availability
 topic read basket/2/status
+topic read basket/2/config
+topic write basket/2/health
 
 user service
 topic read basket/+/update
 topic read basket/+/availability
 topic write basket/+/status
+topic write basket/+/config
+topic read basket/+/health
 """
 
 

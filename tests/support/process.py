@@ -33,7 +33,7 @@ INTERPRETERS = {"cpython": PYTHON, "micropython": MICROPYTHON}
 
 # Settings the controller reads from its environment: never the caller's.
 CONTROLLER_PREFIXES = ("MQTT_", "BASKET", "WIFI_", "ITEM_", "CART_", "DISPLAY", "LOG_LEVEL",
-                       "RFID_", "WATCHDOG", "SAFE_PIN")
+                       "RFID_", "WATCHDOG", "SAFE_PIN", "HEALTH_", "BATTERY_")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -171,3 +171,16 @@ def test_random_item_lines_only_raise_carterror():
             continue
         if parsed is not None:
             assert 0 <= parsed[2] <= cart.MAX_COUNT
+
+
+def test_a_refused_optional_subscription_keeps_the_link_a_required_one_closes_it():
+    c = client_on(b"\x90\x03\x00\x02\x80")  # SUBACK for packet id 2: refused
+    c.subscribe("basket/1/status", 1)  # pid 1
+    c.subscribe("basket/1/config", 1, optional=True)  # pid 2
+    assert c.service(True) == []
+    assert c.take_refused() == ["basket/1/config"]
+    assert c.take_refused() == []
+    c = client_on(b"\x90\x03\x00\x01\x80")  # the required one refused
+    c.subscribe("basket/1/status", 1)
+    e = raises(MQTTException, c.service, True)
+    assert "subscription refused" in str(e)

@@ -87,6 +87,8 @@ class FakeLink:
         self.connects = []  # the time of every connect() call
         self.closes = 0
         self.on_service = None
+        self.refused = []  # optional subscriptions the "broker" refused
+        self.subscribed = []  # (topic, optional) of every subscribe()
         self._unacked = 0
 
     def set_last_will(self, topic, payload, retain=False, qos=0):
@@ -99,8 +101,12 @@ class FakeLink:
             raise step
         return False
 
-    def subscribe(self, topic, qos=1):
-        pass
+    def subscribe(self, topic, qos=1, optional=False):
+        self.subscribed.append((topic, optional))
+
+    def take_refused(self):
+        out, self.refused = self.refused, []
+        return out
 
     def publish(self, topic, payload, retain=False, qos=0):
         self.events.append(("publish", topic, payload))
@@ -850,3 +856,27 @@ def test_the_wifi_watch_holds_the_broker_while_wifi_is_down(clock):
         cap.restore()
     assert ("link to 127.0.0.1:1883 lost: Wi-Fi lost (beacon timeout); connects on hold"
             in cap.text("warning")), cap.lines
+
+
+@with_clock
+def test_a_refused_config_subscription_leaves_the_basket_running(clock):
+    # A broker provisioned before remote configuration refuses basket/1/config (SUBACK 0x80):
+    # the basket keeps its link and its commands; the health report's config_error says why.
+    link = FakeLink(clock)
+    rt = runtime_on(clock, link)
+    cap = Captured("warning")
+    try:
+        rt.step(0)
+        assert rt.connected
+        assert ("basket/1/status", False) in link.subscribed
+        assert ("basket/1/config", True) in link.subscribed  # optional
+        link.refused = ["basket/1/config"]
+        link.inbox = [b"start"]
+        rt.step(0)
+        assert rt.connected and link.closes == 0
+        assert rt.controller.state == "shopping"
+        assert rt.health_fields()["config_error"] == \
+            "subscription to basket/1/config refused by the broker"
+        assert any("remote configuration is off" in t for _, t in cap.lines), cap.lines
+    finally:
+        cap.restore()
