@@ -172,3 +172,42 @@ def test_a_board_reports_rssi_mem_free_boot_and_battery(tmp_path: Path, broker: 
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()
+
+
+def test_an_unplugged_reader_becomes_an_alert_at_the_store(
+        interp: str, controller: Callable[..., ControllerProc], broker: Broker,
+        tmp_path: Path) -> None:
+    """The whole path: the emulated reader unplugged -> the basket's report -> the service's
+    database -> `basket_service health` shows the reader down and a `reader_down` alert."""
+    from tests.support.service_proc import ServiceProc, cli, service_env
+
+    env = service_env(broker.port, {"BASKET_DB": str(tmp_path / "basket.db")})
+    svc = ServiceProc(env).start()
+    link = str(tmp_path / "rfid0")
+    emu = Yrm100Emulator(link=link)
+
+    def fleet_row() -> dict[str, Any] | None:
+        res = cli(env, "health", "--json")
+        assert res.returncode == 0, res.stderr
+        rows = [json.loads(ln) for ln in res.stdout.splitlines()]
+        return next((r for r in rows if r["basket"] == 1), None)
+
+    try:
+        c = controller(ITEM_SOURCE="rfid:" + link, RFID_CYCLE_MS="200", HEALTH_INTERVAL_S="2",
+                       DISPLAY="none").start()
+        svc.wait_line(r"basket 1: health report stored", timeout=15)
+        row = fleet_row()
+        assert row is not None and row["readers"][0]["state"] == "ok", row
+        assert not [a for a in row["alerts"] if a["kind"] == "reader_down"], row
+        emu.disconnect()
+        c.wait_log("rfid: reader %s lost" % link)
+        svc.wait_line(r"basket 1: health report stored.*down", timeout=15)
+        row = fleet_row()
+        assert row is not None and row["readers"][0]["state"] == "down", row
+        assert [a for a in row["alerts"] if a["kind"] == "reader_down"], row
+        table = cli(env, "health").stdout
+        assert "reader_down" in table or "down" in table, table
+        assert svc.count("Traceback") == 0 and "Traceback" not in c.output()
+    finally:
+        emu.close()
+        svc.stop()
