@@ -46,6 +46,8 @@ def test_shopping_session_through_umqtt(broker: Broker, tmp_path: Path) -> None:
         proc.wait_line(r"connected to 127\.0\.0\.1:\d+ as basket-1")
         m = peer.mark()
         peer.publish("basket/1/status", b"start")
+        # The session's own update, not the one of the connect (the same bytes while idle).
+        proc.wait_line(r"session started")
         peer.wait_payload("basket/1/update", b'{"id":1,"list":{}}', start=m)
         proc.send("MLON\nMLON\nAPPL\n")
         peer.wait_payload("basket/1/update", b'{"id":1,"list":{"APPL":1,"MLON":2}}', start=m)

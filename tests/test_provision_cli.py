@@ -187,17 +187,24 @@ def test_dynsec_scheme(out: Path) -> None:
     assert roles["basket7"] == [
         ("publishClientSend", "basket/7/update"),
         ("publishClientSend", "basket/7/availability"),
+        ("publishClientSend", "basket/7/health"),
         ("publishClientReceive", "basket/7/status"),
         ("subscribeLiteral", "basket/7/status"),
+        ("publishClientReceive", "basket/7/config"),
+        ("subscribeLiteral", "basket/7/config"),
     ]
     assert sorted(roles["service"]) == sorted([
         ("publishClientSend", "basket/+/status"),
+        ("publishClientSend", "basket/+/config"),
         ("publishClientReceive", "basket/+/update"),
         ("subscribePattern", "basket/+/update"),
         ("subscribePattern", "$share/+/basket/+/update"),
         ("publishClientReceive", "basket/+/availability"),
         ("subscribePattern", "basket/+/availability"),
         ("subscribePattern", "$share/+/basket/+/availability"),
+        ("publishClientReceive", "basket/+/health"),
+        ("subscribePattern", "basket/+/health"),
+        ("subscribePattern", "$share/+/basket/+/health"),
     ])
     pw = passwords(out)
     for user, c in clients.items():  # each hash is the state file's password
