@@ -111,6 +111,7 @@ def test_wifi_fails_then_succeeds_and_the_basket_shops(broker: Broker, peer: Pee
     peer.wait_payload("basket/1/availability", b"online")
     m = peer.mark()
     peer.publish("basket/1/status", b"start")
+    proc.wait_line(r"session started")  # the connect's update has the same bytes while idle
     peer.wait_payload("basket/1/update", b'{"id":1,"list":{}}', start=m)
     proc.send("MLON\nMLON\n")
     peer.wait_payload("basket/1/update", b'{"id":1,"list":{"MLON":2}}', start=m)

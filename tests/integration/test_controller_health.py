@@ -95,6 +95,7 @@ def test_the_report_has_its_fields_and_a_late_subscriber_gets_the_retained_copy(
     assert first["counters"] == {"commands": 0, "items": 0, "reconnects": 0,
                                  "rejected_commands": 0, "rejected_items": 0}
     service.publish("basket/1/status", b"start")
+    c.wait_log("session started")  # items before it are ignored, not counted
     c.items("MLON", "bad code!")
     later = wait_report(service, lambda d: d["counters"]["items"] == 1, what="items counted")
     assert later["counters"] == {"commands": 1, "items": 1, "reconnects": 0,

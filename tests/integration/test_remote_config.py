@@ -101,6 +101,7 @@ def test_a_bad_config_is_refused_with_its_reason_and_changes_nothing(
         m, at = c.mark(), backend.mark()
         c.items("MLON=1")
         backend.publish("basket/1/status", b"start")
+        c.wait_log("session started")  # the connect's update has the same bytes while idle
         backend.wait_payload(UPD, b'{"id":1,"list":{}}', start=at)
         c.items("MLON=2")
         backend.wait_payload(UPD, b'{"id":1,"list":{"MLON":2}}', start=at)
