@@ -23,27 +23,6 @@ from tools.yrm100_emulator import Yrm100Emulator
 HEALTH = "basket/1/health"
 KEYS = ["battery_mv", "boot", "config_error", "config_rev", "counters", "display", "id",
         "interval_s", "mem_free", "readers", "rssi", "runtime", "uptime_s", "version"]
-ACL = """\
-user basket1
-topic write basket/1/update
-topic write basket/1/availability
-topic write basket/1/health
-topic read basket/1/status
-topic read basket/1/config
-
-user service
-topic read basket/+/update
-topic read basket/+/availability
-topic read basket/+/health
-topic write basket/+/status
-"""
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:  # the conftest's ACL has no health topic
-    b = Broker.with_acl(acl=ACL).start()
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -21,28 +21,6 @@ UPD = "basket/1/update"
 CONFIG = "basket/1/config"
 HEALTH = "basket/1/health"
 
-ACL = """\
-user basket1
-topic write basket/1/update
-topic write basket/1/availability
-topic write basket/1/health
-topic read basket/1/status
-topic read basket/1/config
-
-user service
-topic read basket/+/update
-topic read basket/+/availability
-topic read basket/+/health
-topic write basket/+/status
-topic write basket/+/config
-"""
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    b = Broker.with_acl(acl=ACL).start()
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from basket_service import config
+from basket_service.db import Database, open_db
 from tests.support.broker import Broker
 from tests.support.fake_basket import FakeBasket
 from tests.support.postgres import Postgres, unavailable_reason
-from tests.support.service_proc import CATALOG, ServiceProc
+from tests.support.service_proc import CATALOG, ServiceProc, service_env
 
 _db_names = itertools.count(1)
 
@@ -51,6 +53,20 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "sqlite":
         return {"BASKET_DB": str(tmp_path / "basket.db")}
     return dict(request.getfixturevalue("pg_db"))
+
+
+@pytest.fixture
+def env(broker: Broker, sqlite_db: dict[str, str]) -> dict[str, str]:
+    """The service's settings for the test broker and a fresh SQLite file."""
+    return service_env(broker.port, sqlite_db)
+
+
+@pytest.fixture
+def db(env: dict[str, str]) -> Iterator[Database]:
+    """That database, open (migrated)."""
+    d = open_db(config.load(env))
+    yield d
+    d.close()
 
 
 @pytest.fixture

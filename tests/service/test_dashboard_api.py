@@ -25,7 +25,7 @@ from basket_service.web.schemas import day_bounds
 from basket_service.web.server import Dashboard
 from tests.support.broker import free_port
 from tests.support.fake_basket import FakeBasket
-from tests.support.service_proc import cli, service_env
+from tests.support.service_proc import cli
 
 CATALOG = """code,name,name_en,price,discount_percent
 MLON,성주 참외 3~8입 봉,Korean melons,13900,0
@@ -38,11 +38,6 @@ LOCAL = "http://127.0.0.1:8080"
 
 def settings_for(env: dict[str, str]) -> config.Settings:
     return config.load(env)
-
-
-@pytest.fixture
-def env(broker, sqlite_db) -> dict[str, str]:
-    return service_env(broker.port, sqlite_db)
 
 
 @pytest.fixture

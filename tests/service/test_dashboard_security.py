@@ -15,27 +15,15 @@ import pytest
 
 from basket_service import config, store
 from basket_service.config import ConfigError
-from basket_service.db import Database, open_db
+from basket_service.db import Database
 from basket_service.web import limits
 from basket_service.web.access import Access
 from basket_service.web.headers import docs_page
 from basket_service.web.server import Dashboard
 from tests.support.fake_basket import FakeBasket
-from tests.support.service_proc import cli, service_env
+from tests.support.service_proc import cli
 
 TOKEN = "s3cret-token-for-tests-0123456789"
-
-
-@pytest.fixture
-def env(broker, sqlite_db) -> dict[str, str]:
-    return service_env(broker.port, sqlite_db)
-
-
-@pytest.fixture
-def db(env) -> Iterator[Database]:
-    d = open_db(config.load(env))
-    yield d
-    d.close()
 
 
 def serve(env: dict[str, str], token: str | None = None) -> Dashboard:

@@ -14,12 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from basket_service import config, contract, fleet, store
-from basket_service.db import Database, open_db
+from basket_service.db import Database
 from basket_service.web.access import Access
 from basket_service.web.routes import create_app
 from basket_service.web.server import Dashboard
 from tests.service.test_dashboard_api import Feed
-from tests.support.service_proc import service_env
+from tests.support.fake_basket import health_doc
 
 LOCAL = "http://127.0.0.1:8080"
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -28,35 +28,11 @@ ROW_KEYS = {"basket", "online", "in_use", "version", "runtime", "uptime_s", "las
             "desired_rev", "alerts"}
 
 
-def health(basket: int, **over: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "battery_mv": None, "boot": "start", "config_error": None, "config_rev": 0,
-        "counters": {"commands": 3, "items": 5, "reconnects": 1, "rejected_commands": 0,
-                     "rejected_items": 0},
-        "display": "ok", "id": basket, "interval_s": 60, "mem_free": None,
-        "readers": [{"last_read_s": 12, "name": "/dev/ttyUSB0", "state": "ok"}],
-        "rssi": None, "runtime": "cpython 3.11.7", "uptime_s": 3600, "version": "0.1.0"}
-    doc.update(over)
-    return doc
-
-
 def report(db: Database, basket: int, **over: Any) -> None:
     """A health report as the service stores it: checked by the contract, then recorded."""
-    doc = contract.parse_health(basket, json.dumps(health(basket, **over)).encode())
+    doc = contract.parse_health(basket, json.dumps(health_doc(basket, **over)).encode())
     with db.tx() as t:
         fleet.record_health_tx(t, basket, doc)
-
-
-@pytest.fixture
-def env(broker, sqlite_db) -> dict[str, str]:
-    return service_env(broker.port, sqlite_db)
-
-
-@pytest.fixture
-def db(env) -> Iterator[Database]:
-    d = open_db(config.load(env))
-    yield d
-    d.close()
 
 
 @pytest.fixture
