@@ -339,6 +339,48 @@ def test_config_and_health_topics(broker: Broker) -> None:
             c.close()
 
 
+def test_ota_topic_only_the_service_writes_it(broker: Broker) -> None:
+    """Issue 15: a basket subscribes only its own basket/<n>/ota and never writes any ota
+    topic (not even its own: a forged retained push would wait there for its next start); the
+    service writes every basket's, and reads none."""
+    svc = service(broker)
+    b1 = basket(broker, 1)
+    b2 = basket(broker, 2)
+    try:
+        assert b1.subscribe("basket/2/ota", "basket/+/ota", "#", "basket/1/ota") == [128, 128,
+                                                                                      128, 1]
+        assert b2.subscribe("basket/2/ota") == [1]
+        assert svc.subscribe("basket/+/ota") == [128]
+        forged = b'{"version":"evil","manifest":"http://evil/m","sha256":"0","sig":"0"}'
+        b1.publish("basket/1/ota", forged, retain=True)
+        b1.publish("basket/2/ota", forged, retain=True)
+        push = b'{"version":"1.2.0","manifest":"http://x/releases/1.2.0/manifest.txt"}'
+        svc.publish("basket/2/ota", push, retain=True)
+        svc.publish("basket/1/ota", push + b" ", retain=True)
+        b2.wait_for("basket/2/ota", push)
+        b1.wait_for("basket/1/ota", push + b" ")
+        assert [p for t, p, _ in b1.messages] == [push + b" "]
+        assert [p for t, p, _ in b2.messages] == [push]
+    finally:
+        for c in (svc, b1, b2):
+            c.close()
+    late = basket(broker, 1)  # a restarted basket gets the retained push, never a forged one
+    try:
+        assert late.subscribe("basket/1/ota") == [1]
+        late.wait_for("basket/1/ota", push + b" ")
+        time.sleep(0.2)
+        assert [p for t, p, _ in late.messages] == [push + b" "]
+        assert all(flag for _, _, flag in late.messages)  # retained
+    finally:
+        late.close()
+    cleaner = service(broker)
+    try:  # leave nothing retained for the other tests of this module
+        cleaner.publish("basket/1/ota", b"", retain=True)
+        cleaner.publish("basket/2/ota", b"", retain=True)
+    finally:
+        cleaner.close()
+
+
 def test_basket_cannot_read_another_basket_or_fake_its_own_status(
     broker: Broker,
 ) -> None:

@@ -90,6 +90,12 @@ def passwords(out: Path) -> dict[str, str]:
     return pw
 
 
+def ota_keys(out: Path) -> dict[str, str]:
+    keys = state(out)["ota_keys"]
+    assert isinstance(keys, dict)
+    return keys
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -102,10 +108,15 @@ def test_files_modes_and_no_secret_printed(out: Path) -> None:
     assert len(set(pw.values())) == 5 and all(len(p) >= 32 for p in pw.values())
     for secret in pw.values():
         assert secret not in printed
+    keys = ota_keys(out)
+    assert sorted(keys, key=int) == ["1", "2", "3", "10"]
+    for key in keys.values():
+        assert key not in printed
     assert "PRIVATE KEY" not in printed
     assert str(out / "service.env") in printed and str(out / prov.STATE_NAME) in printed
 
     secret_files = [out / prov.STATE_NAME, out / prov.DYNSEC_NAME, out / "service.env",
+                    out / prov.OTA_KEYS_NAME,
                     out / "tls" / "ca.key", out / "tls" / "server.key"]
     secret_files += [out / "baskets" / ("%d.%s" % (n, ext)) for n in (1, 2, 3, 10)
                      for ext in ("env", "json")]
@@ -122,15 +133,17 @@ def test_env_and_json_files(out: Path) -> None:
               "--run-as-user", "root")
     env = read_env(out / "baskets" / "5.env")
     pw = passwords(out)
+    keys = ota_keys(out)
     assert env == {"MQTT_HOST": "mqtt.example.com", "MQTT_PORT": "1884", "MQTT_USER": "basket5",
                    "MQTT_PASSWORD": pw["basket5"], "MQTT_TOPIC": "basket/5", "BASKET_ID": "5",
-                   "MQTT_CLIENT_ID": "basket-5"}
+                   "MQTT_CLIENT_ID": "basket-5", "OTA_KEY": keys["5"]}
     assert list(env) == ["MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC",
-                         "BASKET_ID", "MQTT_CLIENT_ID"]
+                         "BASKET_ID", "MQTT_CLIENT_ID", "OTA_KEY"]
     assert json.loads((out / "baskets" / "5.json").read_text()) == env
     assert read_env(out / "service.env") == {
         "MQTT_HOST": "mqtt.example.com", "MQTT_PORT": "1884", "MQTT_USER": "service",
-        "MQTT_PASSWORD": pw["service"], "SERVICE_CLIENT_ID": "basket-service-1"}  # fmt: skip
+        "MQTT_PASSWORD": pw["service"], "SERVICE_CLIENT_ID": "basket-service-1",
+        "OTA_KEYS_FILE": str(out / prov.OTA_KEYS_NAME)}  # fmt: skip
 
     provision(out, "--tls", "--tls-port", "8884")
     env = read_env(out / "baskets" / "5.env")
@@ -138,6 +151,7 @@ def test_env_and_json_files(out: Path) -> None:
     assert env["MQTT_CAFILE"] == str(out / "ca.crt") and Path(env["MQTT_CAFILE"]).is_file()
     board = json.loads((out / "baskets" / "5.json").read_text())
     assert board == dict(env, MQTT_CAFILE="ca.crt")
+    assert list(env)[-3:] == ["MQTT_TLS", "MQTT_CAFILE", "OTA_KEY"]
     assert read_env(out / "service.env")["MQTT_TLS"] == "1"
 
 
@@ -192,10 +206,15 @@ def test_dynsec_scheme(out: Path) -> None:
         ("subscribeLiteral", "basket/7/status"),
         ("publishClientReceive", "basket/7/config"),
         ("subscribeLiteral", "basket/7/config"),
+        ("publishClientReceive", "basket/7/ota"),
+        ("subscribeLiteral", "basket/7/ota"),
     ]
+    # A basket only receives its updates: nothing lets it send on any ota topic.
+    assert not [t for k, t in roles["basket7"] if k == "publishClientSend" and "ota" in t]
     assert sorted(roles["service"]) == sorted([
         ("publishClientSend", "basket/+/status"),
         ("publishClientSend", "basket/+/config"),
+        ("publishClientSend", "basket/+/ota"),
         ("publishClientReceive", "basket/+/update"),
         ("subscribePattern", "basket/+/update"),
         ("subscribePattern", "$share/+/basket/+/update"),
@@ -365,3 +384,49 @@ def test_broken_state_file_is_a_clear_error(out: Path) -> None:
     assert res.returncode == 1
     assert "cannot read the state file" in res.stderr and "Traceback" not in res.stderr
     assert (out / prov.STATE_NAME).read_text() == "{not json"  # left for a human to repair
+
+
+# --- update keys (OTA_KEY, issue 15) ------------------------------------------------------------
+
+
+def test_ota_keys_per_basket_file_and_rotation(out: Path) -> None:
+    provision(out, "--baskets", "1-3", "--run-as-user", "root")
+    keys = ota_keys(out)
+    assert sorted(keys) == ["1", "2", "3"] and len(set(keys.values())) == 3
+    for key in keys.values():  # 32 random bytes as 64 lowercase hex characters
+        assert len(key) == 64 and key == key.lower() and bytes.fromhex(key)
+    for n in (1, 2, 3):
+        assert read_env(out / "baskets" / ("%d.env" % n))["OTA_KEY"] == keys[str(n)]
+        assert json.loads((out / "baskets" / ("%d.json" % n)).read_text())["OTA_KEY"] == \
+            keys[str(n)]
+    # The service's copy: all of them, 0600, named in service.env.
+    keys_file = out / prov.OTA_KEYS_NAME
+    assert json.loads(keys_file.read_text()) == keys and mode(keys_file) == 0o600
+    assert read_env(out / "service.env")["OTA_KEYS_FILE"] == str(keys_file)
+    pw = passwords(out)
+
+    provision(out, "--baskets", "4")  # a re-run keeps the keys and adds one for the new basket
+    again = ota_keys(out)
+    assert {k: again[k] for k in keys} == keys and len(again["4"]) == 64
+    assert json.loads(keys_file.read_text()) == again
+
+    provision(out, "--rotate", "2")  # a new password and a new key, for basket 2 only
+    rotated = ota_keys(out)
+    assert rotated["2"] != keys["2"] and passwords(out)["basket2"] != pw["basket2"]
+    assert {k: rotated[k] for k in ("1", "3", "4")} == {k: again[k] for k in ("1", "3", "4")}
+    assert read_env(out / "baskets" / "2.env")["OTA_KEY"] == rotated["2"]
+    assert json.loads(keys_file.read_text())["2"] == rotated["2"]
+
+
+def test_state_without_ota_keys_gets_them(out: Path) -> None:
+    """A folder provisioned before issue 15: its baskets get keys on the next run, nothing else
+    changes."""
+    provision(out, "--baskets", "1-2", "--run-as-user", "root")
+    data = state(out)
+    del data["ota_keys"]
+    (out / prov.STATE_NAME).write_text(json.dumps(data))
+    (out / prov.OTA_KEYS_NAME).unlink()
+    pw = passwords(out)
+    provision(out)
+    assert sorted(ota_keys(out)) == ["1", "2"] and passwords(out) == pw
+    assert json.loads((out / prov.OTA_KEYS_NAME).read_text()) == ota_keys(out)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_NAME = "provision.state.json"
+OTA_KEYS_NAME = "ota-keys.json"  # every basket's OTA_KEY, for the service (OTA_KEYS_FILE)
 STATE_VERSION = 1
 MAX_BASKET_ID = 99999
 BASKET_USER = "basket%d"
@@ -157,6 +158,7 @@ class State:
     settings: Settings = field(default_factory=Settings)
     baskets: list[int] = field(default_factory=list)
     passwords: dict[str, str] = field(default_factory=dict)
+    ota_keys: dict[str, str] = field(default_factory=dict)  # basket number -> its OTA_KEY
     server_cert_names: list[str] = field(default_factory=list)
 
     @classmethod
@@ -173,6 +175,7 @@ class State:
                 settings=settings,
                 baskets=sorted(int(b) for b in raw["baskets"]),
                 passwords={str(k): str(v) for k, v in raw["passwords"].items()},
+                ota_keys={str(k): str(v) for k, v in raw.get("ota_keys", {}).items()},
                 server_cert_names=list(raw.get("server_cert_names", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -181,10 +184,12 @@ class State:
     def dump(self) -> str:
         data: dict[str, Any] = {
             "version": STATE_VERSION,
-            "comment": "Plain-text passwords of this broker's users. Keep it 0600, uncommitted.",
+            "comment": "Plain-text passwords of this broker's users and the baskets' update keys."
+                       " Keep it 0600, uncommitted.",
             "settings": asdict(self.settings),
             "baskets": self.baskets,
             "passwords": self.passwords,
+            "ota_keys": self.ota_keys,
             "server_cert_names": self.server_cert_names,
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -192,6 +197,12 @@ class State:
 
 def new_password() -> str:
     return secrets.token_urlsafe(24)
+
+
+def new_ota_key() -> str:
+    """A basket's OTA_KEY: 32 random bytes as 64 lowercase hex characters. The service signs
+    each update it pushes to that basket with it (HMAC-SHA256, docs/ota.md)."""
+    return secrets.token_hex(32)
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -302,12 +313,13 @@ def _acl(kind: str, topic: str) -> dict[str, Any]:
 
 
 def service_acls() -> list[dict[str, Any]]:
-    """Every basket's update, availability and health in, every basket's status and config
-    out. Shared subscriptions are checked by the plugin as the whole filter
+    """Every basket's update, availability and health in, every basket's status, config and
+    ota (the update pushes) out. Shared subscriptions are checked by the plugin as the whole filter
     (`$share/<group>/basket/+/update`), so they need their own patterns; `$share/+/...` lets
     any group name through."""
     acls = [_acl("publishClientSend", "basket/+/status"),
-            _acl("publishClientSend", "basket/+/config")]
+            _acl("publishClientSend", "basket/+/config"),
+            _acl("publishClientSend", "basket/+/ota")]
     for topic in ("basket/+/update", "basket/+/availability", "basket/+/health"):
         acls += [_acl("publishClientReceive", topic), _acl("subscribePattern", topic),
                  _acl("subscribePattern", "$share/+/" + topic)]
@@ -315,16 +327,18 @@ def service_acls() -> list[dict[str, Any]]:
 
 
 def basket_acls(n: int) -> list[dict[str, Any]]:
-    """Its own update, availability and health out, its own status and config in, and two
-    subscriptions: exactly `basket/<n>/status` and `basket/<n>/config` (literals: no wildcard,
-    no `$share/`, no other basket)."""
+    """Its own update, availability and health out, its own status, config and ota in, and
+    three subscriptions: exactly `basket/<n>/status`, `basket/<n>/config` and `basket/<n>/ota`
+    (literals: no wildcard, no `$share/`, no other basket). It never sends on config or ota."""
     return [_acl("publishClientSend", "basket/%d/update" % n),
             _acl("publishClientSend", "basket/%d/availability" % n),
             _acl("publishClientSend", "basket/%d/health" % n),
             _acl("publishClientReceive", "basket/%d/status" % n),
             _acl("subscribeLiteral", "basket/%d/status" % n),
             _acl("publishClientReceive", "basket/%d/config" % n),
-            _acl("subscribeLiteral", "basket/%d/config" % n)]
+            _acl("subscribeLiteral", "basket/%d/config" % n),
+            _acl("publishClientReceive", "basket/%d/ota" % n),
+            _acl("subscribeLiteral", "basket/%d/ota" % n)]
 
 
 def dynsec_doc(baskets: Iterable[int], settings: Settings, passwords: dict[str, str],
@@ -548,15 +562,16 @@ def client_settings(
 
 
 def basket_settings(
-    out: Path, s: Settings, n: int, password: str, cafile: str
+    out: Path, s: Settings, n: int, password: str, cafile: str, ota_key: str
 ) -> dict[str, str]:
     keys = client_settings(out, s, BASKET_USER % n, password, cafile)
     keys["MQTT_TOPIC"] = "basket/%d" % n
     keys["BASKET_ID"] = str(n)
     keys["MQTT_CLIENT_ID"] = BASKET_CLIENT_ID % n  # the only id the broker accepts for it
-    # Keep the documented order: connection, identity, then TLS.
+    keys["OTA_KEY"] = ota_key  # checks the service's signature on every update pushed to it
+    # Keep the documented order: connection, identity, TLS, then the update key.
     order = ["MQTT_HOST", "MQTT_PORT", "MQTT_USER", "MQTT_PASSWORD", "MQTT_TOPIC", "BASKET_ID",
-             "MQTT_CLIENT_ID", "MQTT_TLS", "MQTT_CAFILE"]  # fmt: skip
+             "MQTT_CLIENT_ID", "MQTT_TLS", "MQTT_CAFILE", "OTA_KEY"]  # fmt: skip
     return {k: keys[k] for k in order if k in keys}
 
 
@@ -565,6 +580,7 @@ def service_settings(
 ) -> dict[str, str]:
     keys = client_settings(out, s, user, password, cafile)
     keys["SERVICE_CLIENT_ID"] = SERVICE_CLIENT_ID % k  # one session per worker
+    keys["OTA_KEYS_FILE"] = str(out / OTA_KEYS_NAME)  # `release push` signs with these
     return keys
 
 
@@ -622,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queued", type=int, metavar="N",
                    help="max_queued_messages (default max(100, 10 x baskets))")
     p.add_argument("--rotate", type=_basket_list_arg, metavar="LIST",
-                   help="give these baskets new passwords")
+                   help="give these baskets new passwords and update keys (OTA_KEY)")
     p.add_argument("--rotate-service", action="store_true",
                    help="give every service login a new password")
     p.add_argument("--board-cafile", default="ca.crt", metavar="PATH",
@@ -683,6 +699,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         old_pw = state.passwords.get(user)
         passwords[user] = new_password() if rotate_it or not old_pw else old_pw
     state.passwords = passwords
+    # Each basket's update key, renewed with its password (--rotate): a key read out of a
+    # stolen basket then signs nothing, not even for that basket's new installation.
+    state.ota_keys = {str(n): new_ota_key() if n in rotate or not state.ota_keys.get(str(n))
+                      else state.ota_keys[str(n)] for n in state.baskets}
 
     plugin = s.dynsec_plugin or find_dynsec_plugin()
     if plugin is None:
@@ -724,12 +744,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     make_dir(out / "baskets", 0o700)
     cafile = str(out / "ca.crt")
     for n in state.baskets:
-        keys = basket_settings(out, s, n, passwords[BASKET_USER % n], cafile)
+        keys = basket_settings(out, s, n, passwords[BASKET_USER % n], cafile,
+                               state.ota_keys[str(n)])
         write_file(out / "baskets" / ("%d.env" % n), env_text(keys, "basket %d" % n), 0o600)
         if s.tls:
             keys["MQTT_CAFILE"] = args.board_cafile
         write_file(out / "baskets" / ("%d.json" % n),
                    json.dumps(keys, indent=2) + "\n", 0o600)  # fmt: skip
+    write_file(out / OTA_KEYS_NAME, json.dumps(state.ota_keys, indent=2) + "\n", 0o600)
     for k, user in enumerate(s.service_users(), 1):
         keys = service_settings(out, s, k, user, passwords[user], cafile)
         what = "backend service" + ("" if k == 1 else " worker %d" % k)
@@ -756,6 +778,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         ", ".join(str(out / s.service_env_name(k))
                   for k in range(1, min(s.service_workers, 2) + 1))
         + (" ..." if s.service_workers > 2 else "")))  # fmt: skip
+    print("  update keys     %s   (secret, 0600; the service's OTA_KEYS_FILE)"
+          % (out / OTA_KEYS_NAME))
     print("  all passwords   %s   (secret, 0600; keep it to add baskets later)" % state_path)
     if s.tls:
         print("  CA for clients  %s" % cafile)
