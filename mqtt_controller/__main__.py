@@ -1,8 +1,12 @@
 # `python -m mqtt_controller` / `micropython -m mqtt_controller`: settings from the environment.
+# With OTA_DIR set, the loader (otaboot.py) picks the version to run before anything else of the
+# package is imported; exit status 3 asks the service manager for a restart (a staged update, a
+# trial that timed out).
+import os
 import sys
 
-from mqtt_controller import __version__, log
-from mqtt_controller.compat import getenv, print_exception
+# The factory's, on purpose: it must still print a crash of a version that does not import.
+from mqtt_controller.compat import print_exception
 
 USAGE = """usage: python -m mqtt_controller [--help] [--version]
 
@@ -11,14 +15,34 @@ Item lines on ITEM_SOURCE: CODE adds one, -CODE removes one, CODE=N sets the cou
 """
 
 
+def _ota_dir():
+    try:
+        return os.getenv("OTA_DIR") or ""
+    except AttributeError:  # a port without an environment
+        return ""
+
+
+def _build():
+    from mqtt_controller.runtime import build  # from the version otaboot switched to
+
+    return build()
+
+
 def main(argv):
     if "-h" in argv or "--help" in argv:
-        from mqtt_controller.helptext import help_text
+        from mqtt_controller.helptext import help_text  # the factory's: releases carry none
 
         print(USAGE)
         print(help_text())
         return 0
+    ota_dir = _ota_dir()
+    if ota_dir:
+        from mqtt_controller import otaboot
     if "--version" in argv:
+        if ota_dir:  # the version a start would run; a pending trial is not counted
+            otaboot.switch(otaboot.select(ota_dir, persist=False)[1])
+        from mqtt_controller import __version__
+
         print("mqtt_controller %s" % __version__)
         return 0
     if argv:
@@ -26,20 +50,20 @@ def main(argv):
                          "--help)\n" % argv[0])
         return 2
     try:
-        from mqtt_controller.runtime import build
-
-        cfg, rt = build()
+        cfg, rt = otaboot.start(ota_dir, _build) if ota_dir else _build()
     except ValueError as e:  # ConfigError, and bad ITEM_SOURCE / DISPLAY specs
         sys.stderr.write("configuration error: %s\n" % e)
         return 2
     except OSError as e:  # the only file read at start-up: the CA certificate
         sys.stderr.write("configuration error: MQTT_CAFILE: cannot read %s (%s)\n" % (
-            getenv("MQTT_CAFILE"), e))
+            os.getenv("MQTT_CAFILE"), e))
         return 2
+    from mqtt_controller import log
+
     log.info("basket %d on %s, broker %s:%d%s, items from %s", cfg.basket_id, cfg.topic,
              cfg.host, cfg.port, " (TLS)" if cfg.tls else "", cfg.item_source)
     rt.run()
-    return 0
+    return getattr(rt, "exit_code", 0)  # TODO(A2): rt.exit_code once Runtime has it
 
 
 try:

@@ -1,6 +1,8 @@
 # What boot.py and main.py do on a MicroPython board: settings from config.json, Wi-Fi with a
 # timeout and retries (and a rejoin while running), safe mode, the hardware watchdog, and a
 # supervisor that logs a crash and resets. `machine` and `network` are imported where used.
+# This module is factory code: the loader (otaboot.py) may switch the runtime and everything
+# under it to an update in /ota, never this supervisor (a broken update must not break it).
 from mqtt_controller import compat, health, log
 from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -8,6 +10,8 @@ CONFIG_FILE = "config.json"
 SAFE_FILE = "safe"
 ERROR_LOG = "error.log"
 REMOTE_FILE = "remote_config.json"  # the applied remote configuration (runtime.build)
+OTA_DIR = "ota"  # a board's default: updates on (a host's default is "", off)
+RESTART = 3  # Runtime.exit_code: "restart me" (an update staged, a trial timed out)
 ERROR_LOG_MAX = 4096  # bytes; a bigger log starts over, so the flash never fills up
 RESET_DELAY_MS = 5000  # after a crash: time to read the message (and to press Ctrl-C)
 SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
@@ -21,8 +25,16 @@ def _settings(path):
     config.py is imported here only: boot() and runtime.build() release it after start-up."""
     from mqtt_controller import config
 
-    get = config.load_file(path)
+    get = _with_ota_dir(config.load_file(path))
     return get, config.board_settings(get)
+
+
+def _with_ota_dir(get):
+    def board_get(key):
+        v = get(key)
+        return OTA_DIR if v is None and key == "OTA_DIR" else v
+
+    return board_get
 
 
 # -- safe mode --------------------------------------------------------------------------------
@@ -285,9 +297,7 @@ def main(path=CONFIG_FILE):
         return "safe"
     try:
         get, s = _settings(path)
-        from mqtt_controller.runtime import build
-
-        cfg, rt = build(get, REMOTE_FILE)
+        cfg, rt = _start(get)
     except ValueError as e:
         print("configuration error: %s" % e)
         print("fix it (e.g. mpremote edit :%s), then reset the board" % path)
@@ -320,10 +330,36 @@ def main(path=CONFIG_FILE):
     except Exception as e:
         crash(e, wdt)
         return "crashed"
+    if getattr(rt, "exit_code", 0) == RESTART:  # TODO(A2): rt.exit_code once Runtime has it
+        log.info("restarting")
+        import machine
+
+        machine.reset()
     if wdt is not None:
         print("the watchdog keeps running: the board resets within %d ms (safe mode avoids "
               "that)" % s.watchdog_ms)
     return "stopped"
+
+
+def _start(get):
+    """(cfg, rt) of the version the loader picks from OTA_DIR (otaboot.start: a trial that
+    fails to import or build is rolled back at once and the current version built)."""
+    def build():
+        from mqtt_controller.runtime import build  # from the version otaboot switched to
+
+        # TODO(A2): build(get, REMOTE_FILE, flavour="mpy") once runtime.build takes flavour
+        return build(get, REMOTE_FILE)
+
+    ota_dir = get("OTA_DIR")
+    if not ota_dir or not isinstance(ota_dir, str):
+        return build()
+    from mqtt_controller import otaboot
+
+    try:
+        return otaboot.start(ota_dir, build)
+    finally:  # start-up code: its heap is free again (the agent imports ota.py when needed)
+        compat.release("otaboot")
+        compat.release("ota")
 
 
 def loop(rt, watch, wdt, max_wait_ms=None):
