@@ -42,6 +42,9 @@ CONTROLLER = (
     ("LOG_LEVEL", "log_level", CHOICE, "info", ("debug", "info", "warning", "warn", "error"), 0),
     ("MQTT_CLIENT", "mqtt_client", CHOICE, "builtin", ("builtin", "umqtt"), 0),
     ("HEALTH_INTERVAL_S", "health_interval", INT, 60, 0, 86400),
+    ("OTA_DIR", "ota_dir", FILE, "", 0, 0),
+    ("OTA_KEY", "ota_key", SECRET, None, None, 0),
+    ("OTA_TRIAL_S", "ota_trial", INT, 120, 10, 3600),
 )
 # Read with ITEM_SOURCE=rfid:... only, into Config.settings (a dict by key; rfid.py uses it).
 RFID = (

@@ -1,11 +1,13 @@
 # The health report (${MQTT_TOPIC}/health), pure: a dict of fields in, compact JSON out, keys
 # sorted and encoded by hand (MicroPython's dicts keep no order), so both interpreters give the
-# same bytes for the same state. At most MAX_BYTES: a report that would be longer loses readers
-# from the end of its list (then config_error is shortened); it is never cut mid-JSON.
+# same bytes for the same state. At most MAX_BYTES: a report that would be longer has its ota
+# error shortened, then loses readers from the end of its list, then config_error and the ota
+# error are shortened further; it is never cut mid-JSON.
 # The runtime gathers the fields (Runtime.health_fields) and decides when to publish.
 from mqtt_controller.compat import const
 
 MAX_BYTES = const(512)
+OTA_ERROR_MIN = const(48)  # an update's error keeps this much before readers are cut
 
 # machine.reset_cause() values on MicroPython ports (ESP32, RP2, ...) in words.
 CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard_reset"), ("WDT_RESET", "wdt_reset"),
@@ -44,30 +46,44 @@ def _value(v):
 
 
 def encode(fields):
-    """The report as bytes: compact JSON, keys sorted, at most MAX_BYTES (readers cut from the
-    end, then config_error shortened, until it fits)."""
+    """The report as bytes: compact JSON, keys sorted, at most MAX_BYTES. Until it fits: the
+    ota error is shortened to OTA_ERROR_MIN characters, readers are cut from the end,
+    config_error is shortened, then the ota error further."""
     data = _value(fields).encode()
     if len(data) <= MAX_BYTES:
         return data
     f = dict(fields)
+    ota = f.get("ota")
+    if isinstance(ota, dict):
+        ota = f["ota"] = dict(ota)
+        data = _shorten(f, ota, "error", OTA_ERROR_MIN)
     readers = list(f.get("readers") or ())
     while readers and len(data) > MAX_BYTES:
         readers.pop()
         f["readers"] = readers
         data = _value(f).encode()
-    err = f.get("config_error")
-    if len(data) > MAX_BYTES and isinstance(err, str):
-        lo, hi = 0, len(err)  # the longest start of it that fits (escapes make it uneven)
+    if len(data) > MAX_BYTES:
+        data = _shorten(f, f, "config_error")
+    if len(data) > MAX_BYTES and isinstance(ota, dict):
+        data = _shorten(f, ota, "error")
+    return data
+
+
+def _shorten(f, d, key, least=0):
+    """d[key] (a part of the report f) cut, with "...", to the longest start (of at least
+    `least` characters) that lets f fit; the report's bytes."""
+    err = d.get(key)
+    if isinstance(err, str) and len(err) > least:
+        lo, hi = least, len(err)  # the longest start that fits (escapes make it uneven)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            f["config_error"] = err[:mid] + "..."
+            d[key] = err[:mid] + "..." if mid < len(err) else err
             if len(_value(f).encode()) <= MAX_BYTES:
                 lo = mid
             else:
                 hi = mid - 1
-        f["config_error"] = err[:lo] + "..."
-        data = _value(f).encode()
-    return data
+        d[key] = err[:lo] + "..." if lo < len(err) else err
+    return _value(f).encode()
 
 
 def readers(status):

