@@ -1,6 +1,6 @@
 """The command line: `serve` runs the service; `start`, `end`, `checkout`, `carts`,
-`receipts`, `history`, `health` and `config` work beside it through the same database and
-broker.
+`receipts`, `history`, `health`, `config` and `release` work beside it through the same
+database and broker.
 Exit status: 0 done, 1 refused or failed (message says why), 2 bad settings or usage."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from basket_service import catalog, config, contract, fleet, sessions, store
+from basket_service import catalog, config, contract, fleet, releases, sessions, store
 from basket_service.config import ConfigError, Settings
 from basket_service.db import DB_ERRORS, Database, DatabaseError, first_line, open_db
 from basket_service.mqttlink import LinkError, publisher
@@ -95,7 +95,34 @@ def parser() -> argparse.ArgumentParser:
     cw = csub.add_parser("show", help="desired and applied config per basket")
     cw.add_argument("--baskets", metavar="SPEC", default="all", help="default: all")
     cw.add_argument("--json", action="store_true")
+    add_release_parser(sub)
     return p
+
+
+def add_release_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rl = sub.add_parser("release", help="updates over the air: build, push, follow releases "
+                        "(docs/ota.md)")
+    rsub = rl.add_subparsers(dest="release_command", required=True)
+    ra = rsub.add_parser("add", help="build release V of the basket's files into RELEASE_DIR")
+    ra.add_argument("--version", required=True, metavar="V",
+                    help="1-32 of A-Z a-z 0-9 . _ + - (not starting with .); what the baskets"
+                         " report once updated")
+    ra.add_argument("--from", dest="src", type=Path, metavar="DIR",
+                    help="the checkout to build from (default: this one)")
+    rp = rsub.add_parser("push", help="tell baskets to update to release V (signed per basket,"
+                         " retained on basket/<n>/ota)")
+    rp.add_argument("version", metavar="V")
+    rp.add_argument("--baskets", required=True, metavar="SPEC",
+                    help="1-20, 1,3,5-7 or all (BASKETS, or every basket the database knows)")
+    rp.add_argument("--url", metavar="URL", help="the base URL the baskets fetch from, e.g. "
+                    "http://192.168.1.10:8080 (default: RELEASE_URL)")
+    rc = rsub.add_parser("clear", help="withdraw the pushed release (the retained push is "
+                         "removed; baskets keep what they run)")
+    rc.add_argument("--baskets", required=True, metavar="SPEC")
+    rs = rsub.add_parser("status", help="per basket: the pushed release beside what it reports")
+    rs.add_argument("--baskets", metavar="SPEC", default="all", help="default: all")
+    rs.add_argument("--json", action="store_true")
+    rsub.add_parser("list", help="the releases built in RELEASE_DIR")
 
 
 def setup_logging() -> None:
@@ -303,6 +330,122 @@ def config_command(args: argparse.Namespace, settings: Settings, db: Database) -
     return 0
 
 
+def release_add(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import deploy
+
+    src = (args.src or deploy.ROOT).expanduser()
+    try:
+        where = releases.build(args.version, src, settings.release_dir)
+    except ValueError as e:
+        raise ConfigError(str(e))
+    except releases.ReleaseError as e:
+        raise Fail(str(e))
+    except OSError as e:  # a full disk, a folder we may not write
+        raise Fail("release %s not built: %s" % (args.version, e))
+    rel = releases.read(settings.release_dir, args.version)
+    count = {f: sum(1 for k in rel.files if k[0] == f) for f in releases.FLAVOURS}
+    print("release %s built in %s from %s: %d py files, %d mpy files, manifest sha256 %s"
+          % (rel.version, where, src, count["py"], count["mpy"], rel.sha256))
+    return 0
+
+
+def push_url(args: argparse.Namespace, settings: Settings) -> str:
+    if args.url:
+        return config.release_url(args.url, "--url")
+    if settings.release_url is None:
+        raise ConfigError("RELEASE_URL is not set and no --url given: name the address the "
+                          "baskets fetch releases from, e.g. --url http://192.168.1.10:8080 "
+                          "(the dashboard's `serve --http` / `web` address)")
+    return settings.release_url
+
+
+def release_push(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    base = push_url(args, settings)
+    try:
+        rel = releases.read(settings.release_dir, args.version)
+        keys = releases.load_keys(settings.ota_keys_file)
+    except releases.ReleaseError as e:
+        raise Fail(str(e))
+    warning = releases.keys_file_warning(settings.ota_keys_file) if settings.ota_keys_file \
+        else None
+    if warning:
+        print("warning: %s" % warning, file=sys.stderr)
+    baskets = basket_spec(args.baskets, settings, db)
+    url = releases.manifest_url(base, rel.version)
+    refused = [n for n in baskets if n not in keys]
+    for n in refused:  # named first; nothing is sent for them
+        print("basket %d: refused: OTA_KEYS_FILE has no key for it (provision it with "
+              "tools/provision.py); nothing sent" % n)
+    go = [n for n in baskets if n in keys]
+    if go:
+        try:
+            with publisher(settings, retain=True) as publish:  # the broker first
+                for n in go:
+                    payload = contract.ota_payload(n, rel.version, url, rel.sha256, keys[n])
+                    publish(contract.ota_topic(n), payload)
+                    releases.record_push(db, n, rel, url)
+                    print("basket %d: release %s pushed (%s, sha256 %s)"
+                          % (n, rel.version, url, rel.sha256[:16]))
+        except LinkError as e:
+            raise Fail(str(e))
+        except ValueError as e:  # the push is over the contract's 1,024 bytes
+            raise ConfigError(str(e))
+    if refused:
+        raise Fail("%d of %d baskets refused (no OTA key): %s" % (
+            len(refused), len(baskets), ",".join(map(str, refused[:20]))
+            + (" ..." if len(refused) > 20 else "")))
+    return 0
+
+
+def release_clear(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    baskets = basket_spec(args.baskets, settings, db)
+    try:
+        with publisher(settings, retain=True) as publish:
+            for n in baskets:
+                publish(contract.ota_topic(n), b"")  # an empty retained message: none wanted
+                releases.clear_push(db, n)
+                print("basket %d: push withdrawn" % n)
+    except LinkError as e:
+        raise Fail(str(e))
+    return 0
+
+
+def release_table(rows: list[dict[str, object]]) -> list[str]:
+    """`release status`'s table: basket, pushed release, the version it runs, its update's
+    state and version, the error."""
+    fmt = "%-6s %-12s %-12s %-24s %s"
+    out = [fmt % ("BASKET", "PUSHED", "RUNNING", "UPDATE", "ERROR")]
+    for r in rows:
+        if r["ota_state"] is not None:
+            update = "%s %s" % (r["ota_state"], r["ota_version"] or "")
+        else:
+            update = "off" if r["reported"] else "-"
+        out.append(fmt % (r["basket"], r["pushed"] or "-", r["running"] or "-", update.strip(),
+                          r["ota_error"] or "-"))
+    return out
+
+
+def release_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    if args.release_command == "push":
+        return release_push(args, settings, db)
+    if args.release_command == "clear":
+        return release_clear(args, settings, db)
+    rows = fleet.fleet(db, datetime.now(timezone.utc), fleet.Thresholds(
+        settings.health_min_free, settings.health_min_battery_mv))
+    spec = None if args.baskets.strip().lower() == "all" else basket_spec(args.baskets,
+                                                                          settings, db)
+    if spec is None and settings.baskets is not None:
+        spec = [n for lo, hi in settings.baskets.ranges for n in range(lo, hi + 1)]
+    status = releases.status_rows(rows, spec)
+    if args.json:
+        for row in status:
+            print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        return 0
+    for line in release_table(status):
+        print(line.rstrip())
+    return 0
+
+
 def _duration(s: object) -> str:
     if not isinstance(s, int):
         return "-"
@@ -366,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args, settings)
         if args.command == "web":
             return run_web(args, settings)
+        if args.command == "release" and args.release_command == "add":
+            return release_add(args, settings)
+        if args.command == "release" and args.release_command == "list":
+            for version in releases.available(settings.release_dir):
+                print(version)
+            return 0
         db = open_db(settings)
         try:
             if args.command in ("start", "end", "checkout"):
@@ -374,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
                 return config_command(args, settings, db)
             if args.command == "health":
                 return health_command(args, settings, db)
+            if args.command == "release":
+                return release_command(args, settings, db)
             return report(args, db)
         finally:
             db.close()

@@ -30,6 +30,11 @@ class Settings:
     baskets: Baskets | None = None  # BASKETS: the store's baskets; None = the ones the db knows
     health_min_free: int = 8192  # HEALTH_MIN_FREE: low_memory below this many bytes free
     health_min_battery_mv: int = 3400  # HEALTH_MIN_BATTERY_MV: low_battery below this
+    # Updates over the air (docs/ota.md): where releases are built and served from, the base
+    # URL baskets fetch them from (None: `release push --url` must say), and the baskets' keys.
+    release_dir: Path = Path("releases")  # RELEASE_DIR: default `releases` beside BASKET_DB
+    release_url: str | None = None  # RELEASE_URL, e.g. http://192.168.1.10:8080
+    ota_keys_file: Path | None = None  # OTA_KEYS_FILE: tools/provision.py's ota-keys.json
 
     @property
     def backend(self) -> str:
@@ -114,6 +119,22 @@ def _whole(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> 
     return value
 
 
+# A host name or IPv4 address (the baskets' URL parser takes no IPv6 brackets), a port, a path.
+RELEASE_URL_RE = re.compile(r"http://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/-]*)?")
+
+
+def release_url(raw: str, name: str = "RELEASE_URL") -> str:
+    """A base URL the baskets fetch releases from: http://host[:port][/prefix], no trailing
+    slash, no query. Only http: a release's integrity comes from its signed hashes, and the
+    baskets speak plain HTTP/1.0 (docs/ota.md). ConfigError naming `name` otherwise."""
+    url = raw.strip().rstrip("/")
+    m = RELEASE_URL_RE.fullmatch(url)
+    if not m or (m.group(2) is not None and not 1 <= int(m.group(2)) <= 65535) or len(url) > 200:
+        raise ConfigError("%s must be a plain http:// base URL like http://192.168.1.10:8080 (no"
+                          " https, user, query or spaces), got %r" % (name, raw[:60]))
+    return url
+
+
 def health_thresholds(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(HEALTH_MIN_FREE, HEALTH_MIN_BATTERY_MV): the low_memory and low_battery alerts'
     thresholds (bytes of heap free, millivolts)."""
@@ -152,6 +173,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("SERVICE_CLIENT_ID is longer than 64 characters")
     baskets = env.get("BASKETS", "").strip()
     min_free, min_battery = health_thresholds(env)
+    release_dir = env.get("RELEASE_DIR", "").strip()
+    raw_url = env.get("RELEASE_URL", "").strip()
+    keys_file = env.get("OTA_KEYS_FILE", "").strip()
     return Settings(
         mqtt_host=host,
         mqtt_port=_port(env),
@@ -164,5 +188,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         baskets=parse_baskets(baskets) if baskets else None,
         health_min_free=min_free,
         health_min_battery_mv=min_battery,
+        release_dir=Path(release_dir) if release_dir else db_path.parent / "releases",
+        release_url=release_url(raw_url) if raw_url else None,
+        ota_keys_file=Path(keys_file) if keys_file else None,
         client_id=client_id or "basket-service-%s" % socket.gethostname()[:40],
     )

@@ -4,6 +4,7 @@ status payloads it sends. Pure: no I/O. See /ARCHITECTURE (shared) for the contr
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -212,7 +213,53 @@ def parse_health(basket: int, payload: bytes) -> dict[str, Any]:
         names.add(r["name"])
     if not all(isinstance(k, str) and _is_int(v) for k, v in doc["counters"].items()):
         raise Rejected("bad_health", "counters are not whole numbers")
+    if not valid_ota_report(doc.get("ota")):  # left out: kept out (an older basket's report)
+        raise Rejected("bad_health", "ota is not null or {state, version, error}")
     return doc
+
+
+# --- updates over the air (docs/ota.md) ---------------------------------------------------
+MAX_OTA_PUSH = 1024
+OTA_STATES = ("idle", "deferred", "downloading", "staged", "trial", "ok", "failed",
+              "rolled_back")
+VERSION_RE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,31}\Z")  # not starting with `.`
+
+
+def valid_version(v: object) -> bool:
+    return isinstance(v, str) and VERSION_RE.match(v) is not None
+
+
+def valid_ota_report(ota: object) -> bool:
+    """A health report's `ota`: null (updates off) or {"state": one of OTA_STATES, "version":
+    text or null, "error": text or null}; extra keys are allowed."""
+    if ota is None:
+        return True
+    return (isinstance(ota, dict) and ota.get("state") in OTA_STATES
+            and (ota.get("version") is None or isinstance(ota.get("version"), str))
+            and (ota.get("error") is None or isinstance(ota.get("error"), str)))
+
+
+def ota_topic(basket: int) -> str:
+    return "%s/%d/ota" % (BASE, basket)
+
+
+def ota_signature(basket: int, version: str, sha256_hex: str, key: str) -> str:
+    """HMAC-SHA256 under the basket's own OTA_KEY (its text as UTF-8, not hex-decoded) over
+    "<basket>\\n<version>\\n<manifest sha256 hex>", as 64 lowercase hex digits."""
+    msg = ("%d\n%s\n%s" % (basket, version, sha256_hex)).encode()
+    return hmac.new(key.encode("utf-8"), msg, hashlib.sha256).hexdigest()
+
+
+def ota_payload(basket: int, version: str, manifest_url: str, sha256_hex: str,
+                key: str) -> bytes:
+    """The retained push on basket/<n>/ota: compact JSON, keys sorted, at most 1024 bytes."""
+    body = json.dumps({"manifest": manifest_url, "sha256": sha256_hex,
+                       "sig": ota_signature(basket, version, sha256_hex, key),
+                       "version": version}, sort_keys=True, separators=(",", ":")).encode()
+    if len(body) > MAX_OTA_PUSH:
+        raise ValueError("the push is %d bytes (at most %d): shorten RELEASE_URL"
+                         % (len(body), MAX_OTA_PUSH))
+    return body
 
 
 def encode_doc(doc: dict[str, Any]) -> str:

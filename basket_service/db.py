@@ -98,6 +98,14 @@ MIGRATIONS: list[list[str]] = [
             doc TEXT NOT NULL,
             set_at TEXT NOT NULL)""",
     ],
+    [  # 3: updates over the air (issue 15): the release last pushed to each basket.
+        """CREATE TABLE ota_pushes (
+            basket {big} PRIMARY KEY,
+            version TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            pushed_at TEXT NOT NULL)""",
+    ],
 ]
 
 SQLITE_APPEND_ONLY = [

@@ -135,6 +135,10 @@ def watched(doc: Mapping[str, Any] | None) -> dict[str, object]:
         return {}
     out: dict[str, object] = {k: doc.get(k) for k in ("version", "display", "config_rev",
                                                       "config_error")}
+    ota = doc.get("ota")
+    if isinstance(ota, dict):  # an update's progress: `ota` "downloading 1.2.0", `ota_error`
+        out["ota"] = "%s %s" % (ota.get("state"), ota.get("version") or "-")
+        out["ota_error"] = ota.get("error")
     for r in doc.get("readers") or []:
         out["reader %s" % r.get("name")] = r.get("state")
     return out
@@ -172,9 +176,17 @@ def record_health_tx(t: Tx, basket: int, doc: Doc, since: str | None = None
     return events
 
 
+def ota_of(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A report's `ota` as {state, version, error}; None: updates off (or an older basket)."""
+    ota = doc.get("ota")
+    if not isinstance(ota, dict):
+        return None
+    return {"state": ota.get("state"), "version": ota.get("version"), "error": ota.get("error")}
+
+
 def known_baskets_tx(t: Tx) -> list[int]:
     rows = t.all("SELECT id FROM baskets UNION SELECT basket FROM health"
-                 " UNION SELECT basket FROM basket_config")
+                 " UNION SELECT basket FROM basket_config UNION SELECT basket FROM ota_pushes")
     return sorted(int(r[0]) for r in rows)
 
 
@@ -198,9 +210,10 @@ def _doc(table: str, key: object, text: object) -> Doc | None:
 
 def fleet(db: Database, now: datetime | None = None,
           thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
-    """One row per basket the database knows (a cart, a session, a report or a desired
-    config), with its latest report's fields, the desired config's rev and its alerts. One
-    read transaction. `now` (aware; default: the clock) is when `silent` is judged."""
+    """One row per basket the database knows (a cart, a session, a report, a desired config
+    or a pushed release), with its latest report's fields (`ota`: its update's progress), the
+    desired config's rev, the release last pushed to it and its alerts. One read transaction.
+    `now` (aware; default: the clock) is when `silent` is judged."""
     now = now or datetime.now(timezone.utc)
     thresholds = thresholds or Thresholds.from_env()
     with db.read() as t:
@@ -210,6 +223,7 @@ def fleet(db: Database, now: datetime | None = None,
         health = {r[0]: r for r in t.all(
             "SELECT basket, received_at, doc, prev_counters FROM health")}
         desired = {r[0]: r[1] for r in t.all("SELECT basket, rev FROM basket_config")}
+        pushed = {r[0]: r[1] for r in t.all("SELECT basket, version FROM ota_pushes")}
     docs = {b: _doc("health", b, h[2]) for b, h in health.items()}
     version = fleet_version(docs.values())
     out = []
@@ -245,6 +259,8 @@ def fleet(db: Database, now: datetime | None = None,
             "config_rev": d.get("config_rev"),
             "config_error": d.get("config_error"),
             "desired_rev": desired.get(b),
+            "ota": ota_of(d),
+            "pushed_version": pushed.get(b),
             "alerts": alerts(basket_row, doc, now, version, thresholds),
         })
     return out

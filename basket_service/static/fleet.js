@@ -1,7 +1,8 @@
 // The fleet page: one row per basket with its latest health report and its alerts, sortable by
 // any column; rows with an alert are highlighted. Kept current by the live feed (a `fleet` event
 // carries one basket's new row) and by reading api/fleet again every 10 s, so a basket that went
-// silent shows its alert even when nothing else changes.
+// silent shows its alert even when nothing else changes. The update column shows an update's
+// progress from the basket's report (`ota`) beside the release last pushed to it.
 "use strict";
 
 const rows = new Map();  // basket number -> latest row from api/fleet
@@ -20,6 +21,7 @@ function sortValue(r, key) {
   switch (key) {
     case "alerts": return (r.alerts || []).length;
     case "readers": return r.readers && r.readers.length ? downReaders(r) : null;
+    case "ota": return r.ota ? r.ota.state + " " + (r.ota.version || "") : null;
     case "last_seen":
       if (r.last_seen === null || r.last_seen === undefined) return null;
       return typeof r.last_seen === "number" ? r.last_seen : Date.parse(r.last_seen);
@@ -73,6 +75,30 @@ function readersCell(r) {
   return td;
 }
 
+const OTA_BAD = ["failed", "rolled_back"];
+const OTA_WORDS = { idle: "대기 · idle", deferred: "세션 후 · deferred", downloading: "받는 중 · downloading",
+  staged: "준비됨 · staged", trial: "시험 중 · trial", ok: "완료 · ok", failed: "실패 · failed",
+  rolled_back: "되돌림 · rolled back" };
+
+// The update's state and version (and error); the pushed release when the basket runs another.
+function otaCell(r) {
+  const o = r.ota;
+  const td = el("td", { class: "ota" + (o && OTA_BAD.includes(o.state) ? " bad" : ""),
+    "data-state": o ? o.state : "off",
+    title: (o && o.error ? o.error + "\n" : "") + (r.pushed_version ? "pushed " + r.pushed_version : "") });
+  if (!o) td.append(r.version ? "꺼짐 · off" : "—");
+  else {
+    td.append(el("span", { class: "otastate", text: OTA_WORDS[o.state] || o.state }));
+    if (o.version) td.append(" ", el("span", { class: "otaversion", text: o.version }));
+    if (o.error) td.append(el("div", { class: "otaerror", text: o.error }));
+  }
+  if (r.pushed_version && r.pushed_version !== r.version &&
+      !(o && o.version === r.pushed_version)) {
+    td.append(el("div", { class: "otapushed", text: "→ " + r.pushed_version }));
+  }
+  return td;
+}
+
 function alertsCell(r) {
   const list = r.alerts || [];
   const td = el("td", { class: "alerts" });
@@ -96,6 +122,7 @@ function rowFor(r) {
   readersCell(r),
   el("td", { class: "num battery", text: r.battery_mv === null || r.battery_mv === undefined ? "—" :
     new Intl.NumberFormat("ko-KR").format(r.battery_mv) + " mV" }),
+  otaCell(r),
   alertsCell(r));
   return tr;
 }

@@ -19,6 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from basket_service.config import ConfigError
 
 TOKEN_ENV = "DASHBOARD_TOKEN"
+# The release files the baskets fetch (docs/ota.md): public, read-only, no token and no Host
+# rule (a basket's HTTP/1.0 GET may carry no Host header); routes.add_releases serves them.
+PUBLIC_PREFIX = "/releases/"
 COOKIE = "basket_dashboard"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -68,7 +71,8 @@ def _cookie_value(token: str) -> str:
 
 
 class Guard:
-    """ASGI middleware in front of everything (pages, API, OpenAPI):
+    """ASGI middleware in front of everything (pages, API, OpenAPI) but the release files
+    (GET/HEAD of /releases/..., public):
     - with a token: `Authorization: Bearer <token>`, or the cookie set by opening any page once
       with `?token=<token>`; anything else gets 401;
     - without one (loopback only): the Host header must name loopback, which stops a web page
@@ -82,6 +86,9 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PUBLIC_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

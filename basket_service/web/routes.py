@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from basket_service import sessions, store
+from basket_service import releases, sessions, store
 from basket_service.config import Settings
 from basket_service.db import DB_ERRORS, Database
 from basket_service.mqttlink import LinkError
@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, token: str | None = None,
     add_pages(app)
     add_reads(app, reader, hub)
     add_operations(app, settings, hub)
+    add_releases(app, settings)
     app.add_middleware(Guard, token=token)
     return app
 
@@ -226,3 +227,26 @@ def add_operations(app: FastAPI, settings: Settings, hub: Hub) -> None:
         """Writes the receipt from the current cart, frees the basket and sends it `end`."""
         receipt = operate(settings, lambda db: sessions.checkout(settings, db, basket))
         return done(store.receipt_doc(receipt))
+
+
+def add_releases(app: FastAPI, settings: Settings) -> None:
+    """The releases the baskets fetch (docs/ota.md): read-only, without the dashboard's token
+    (Guard lets GET and HEAD of /releases/ through; a basket has no token, and a release's
+    integrity rests on its signed hashes, not on who may read it). Only a known release's
+    manifest and the files it lists are served; anything else is 404."""
+
+    def not_found() -> Response:
+        return PlainTextResponse("no such release file", 404)
+
+    @app.api_route("/releases/{version}/{rest:path}", methods=["GET", "HEAD"],
+                   include_in_schema=False)
+    def release_file(version: str, rest: str) -> Response:
+        path = releases.served_file(settings.release_dir, version, rest)
+        if path is None:
+            return not_found()
+        return FileResponse(path, media_type=releases.content_type(path.name),
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.api_route("/releases/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    def no_release_file(rest: str) -> Response:
+        return not_found()  # e.g. /releases/V: a 404, never a redirect to /releases/V/

@@ -50,6 +50,13 @@ class ReaderOut(BaseModel):
     last_read_s: int | None
 
 
+class OtaOut(BaseModel):
+    """A basket's update progress, from its health report (docs/ota.md)."""
+    state: str
+    version: str | None
+    error: str | None
+
+
 class FleetOut(BaseModel):
     """One basket's row of the fleet table (basket_service.fleet.fleet): its latest health
     report (null before the first one), its configuration revisions and its alerts."""
@@ -73,6 +80,8 @@ class FleetOut(BaseModel):
     config_rev: int | None
     config_error: str | None
     desired_rev: int | None
+    ota: OtaOut | None = None  # null: updates off on the basket, or no report yet
+    pushed_version: str | None = None  # the release last pushed to it (`release push`)
     alerts: list[AlertOut]
 
 

@@ -1,12 +1,13 @@
 """The one Mosquitto wrapper of the tests, the benchmarks and the soak run.
 
 `Broker.with_acl(...)`: a password file (the development users below unless `users`), an
-optional ACL, persistence, everything logged. `Broker.provisioned(...)`: the folder
-tools/provision.py writes (per-basket users bound to client ids `basket-<n>`, the
-dynamic-security plugin, optionally TLS) on free loopback ports. Either way: `start()` (waits
-until every listener takes connections; `fresh`: without the sessions and retained messages of
-earlier runs), `stop()` (SIGTERM: Mosquitto saves its state), `kill()` (SIGKILL), `restart()`,
-`reload()` (SIGHUP), the log (`mark()` a line index, `log(start)`, `wait_log`), `close()`."""
+optional ACL (`acl_text()` builds the contract's), persistence, everything logged.
+`Broker.provisioned(...)`: the folder tools/provision.py writes (per-basket users bound to
+client ids `basket-<n>`, the dynamic-security plugin, optionally TLS) on free loopback ports.
+Either way: `start()` (waits until every listener takes connections; `fresh`: without the
+sessions and retained messages of earlier runs), `stop()` (SIGTERM: Mosquitto saves its
+state), `kill()` (SIGKILL), `restart()`, `reload()` (SIGHUP), the log (`mark()` a line index,
+`log(start)`, `wait_log`), `close()`."""
 
 from __future__ import annotations
 
@@ -31,6 +32,26 @@ DEFAULT_USERS = {
     "basket2": "basket2-pw",
     "service": "service-pw",
 }
+
+
+def acl_text(baskets: tuple[int, ...] = (1, 2), service: str = "service") -> str:
+    """An acl_file for Broker.with_acl(acl=...) in the contract's shape (tools/provision.py's
+    roles, as far as an acl_file can say them): basket n writes its update, availability and
+    health and reads its status, config and ota (updates over the air: only the service writes
+    them); the service reads every update, availability and health and writes every status,
+    config and ota. (Mosquitto's acl_file filters deliveries only; subscriptions are checked by
+    the provisioned broker's dynamic-security roles, Broker.provisioned.)"""
+    parts = []
+    for n in baskets:
+        parts.append("user basket%d\n" % n + "".join(
+            "topic %s basket/%d/%s\n" % (access, n, kind) for access, kind in (
+                ("write", "update"), ("write", "availability"), ("write", "health"),
+                ("read", "status"), ("read", "config"), ("read", "ota"))))
+    parts.append("user %s\n" % service + "".join(
+        "topic %s basket/+/%s\n" % (access, kind) for access, kind in (
+            ("read", "update"), ("read", "availability"), ("read", "health"),
+            ("write", "status"), ("write", "config"), ("write", "ota"))))
+    return "\n".join(parts)
 
 
 def free_port() -> int:
