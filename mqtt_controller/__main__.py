@@ -63,7 +63,7 @@ def main(argv):
     log.info("basket %d on %s, broker %s:%d%s, items from %s", cfg.basket_id, cfg.topic,
              cfg.host, cfg.port, " (TLS)" if cfg.tls else "", cfg.item_source)
     rt.run()
-    return getattr(rt, "exit_code", 0)  # TODO(A2): rt.exit_code once Runtime has it
+    return rt.exit_code  # 3: restart me (a staged update, a trial that timed out)
 
 
 try:

@@ -330,7 +330,7 @@ def main(path=CONFIG_FILE):
     except Exception as e:
         crash(e, wdt)
         return "crashed"
-    if getattr(rt, "exit_code", 0) == RESTART:  # TODO(A2): rt.exit_code once Runtime has it
+    if rt.exit_code == RESTART:
         log.info("restarting")
         import machine
 
@@ -347,8 +347,7 @@ def _start(get):
     def build():
         from mqtt_controller.runtime import build  # from the version otaboot switched to
 
-        # TODO(A2): build(get, REMOTE_FILE, flavour="mpy") once runtime.build takes flavour
-        return build(get, REMOTE_FILE)
+        return build(get, REMOTE_FILE, flavour="mpy")  # a board's updates: .mpy files
 
     ota_dir = get("OTA_DIR")
     if not ota_dir or not isinstance(ota_dir, str):
