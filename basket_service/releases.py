@@ -222,7 +222,7 @@ def served_file(release_dir: Path, version: str, rest: str) -> Path | None:
     except OSError:
         return None
     if rest == MANIFEST:
-        return manifest if stat.S_ISREG(st.st_mode) else None
+        return manifest if _inside(manifest, base) else None
     flavour, _, path = rest.partition("/")
     if flavour not in FLAVOURS or not valid_path(path):
         return None
@@ -240,13 +240,16 @@ def served_file(release_dir: Path, version: str, rest: str) -> Path | None:
     if (flavour, path) not in release.files:
         return None
     target = base / flavour / path
+    return target if _inside(target, base) else None
+
+
+def _inside(path: Path, base: Path) -> bool:
+    """A regular file that is really inside `base` (no symlink out of it)."""
     try:
-        real = target.resolve(strict=True)
-        if not real.is_relative_to(base.resolve(strict=True)) or not real.is_file():
-            return None
+        real = path.resolve(strict=True)
+        return real.is_relative_to(base.resolve(strict=True)) and real.is_file()
     except OSError:
-        return None
-    return target
+        return False
 
 
 def content_type(name: str) -> str:

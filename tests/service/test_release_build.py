@@ -17,13 +17,17 @@ from pathlib import Path
 import pytest
 
 from basket_service import releases
+from tests.support import process
 from tests.support.service_proc import cli
 from tools import deploy
 
 ROOT = Path(__file__).resolve().parents[2]
+# The interpreters a release is loaded with: $MICROPYTHON (a 32-bit `make firmware-unix`
+# build, the board's word size), the venv's unix port, and this workplace's 32-bit build.
 MP32 = Path("/work/mpsrc/micropython/ports/unix/build-32/micropython")
-MICROPYTHON = [str(p) for p in (MP32, Path(sys.executable).parent / "micropython")
-               if p.exists()]
+MICROPYTHON = list(dict.fromkeys(str(p) for p in (Path(process.MICROPYTHON), MP32,
+                                                  Path(sys.executable).parent / "micropython")
+                                 if p.exists()))
 
 
 @pytest.fixture

@@ -184,3 +184,14 @@ def test_served_file_unit(release_dir):
                           ("", "manifest.txt"), (V + "/..", "manifest.txt"),
                           (V, "mpy/boot.pyc"), (V, "py/" + "a" * 65)]:
         assert releases.served_file(release_dir, version, rest) is None, (version, rest)
+
+
+def test_a_symlinked_manifest_is_not_served(tmp_path):
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("smart-basket-release 1\nversion 9.0\n")
+    (tmp_path / "rel" / "9.0").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "rel" / "9.0" / "manifest.txt")
+    assert releases.served_file(tmp_path / "rel", "9.0", "manifest.txt") is None
+    (tmp_path / "rel" / "9.1").mkdir()
+    (tmp_path / "rel" / "9.1" / "manifest.txt").write_text(outside.read_text())
+    assert releases.served_file(tmp_path / "rel", "9.1", "manifest.txt") is not None
