@@ -356,9 +356,8 @@ def _start(get):
 
     try:
         return otaboot.start(ota_dir, build)
-    finally:  # start-up code: its heap is free again (the agent imports ota.py when needed)
+    finally:  # start-up code: its heap is free again (the agent imports it when needed)
         compat.release("otaboot")
-        compat.release("ota")
 
 
 def loop(rt, watch, wdt, max_wait_ms=None):

@@ -1,10 +1,24 @@
 # Updates over the air, the pure part (no I/O): the signed push, the release manifest, the
-# release URLs and every change of <OTA_DIR>/state.json, so the loader (otaboot.py), the
-# download (otaget.py) and the agent (otarun.py) decide alike and tests need no files.
+# release URLs and the agent's changes of <OTA_DIR>/state.json, so the download (otaget.py) and
+# the agent (otarun.py) decide alike and tests need no files; the state's shape and the boot
+# decision are the loader's (otaboot.py, small: it loads at every start), re-exported here.
 # Every bad input raises OtaError (a ValueError) with a short reason; nothing else escapes.
 import json
 from binascii import hexlify
 from hashlib import sha256
+
+from mqtt_controller.otaboot import (  # noqa: F401 - the state helpers, re-exported
+    REASON_MAX,
+    STRANDED,
+    chars_only,
+    clean_state,
+    decide,
+    hex64,
+    new_state,
+    record,
+    trial_failed,
+    valid_version,
+)
 
 PUSH_MAX = 1024  # bytes of a push
 URL_MAX = 256
@@ -12,41 +26,21 @@ LINE_MAX = 256  # a manifest line
 FILES_MAX = 64
 FILE_SIZE_MAX = 65536
 PATH_MAX = 64
-REASON_MAX = 160  # an error text kept in state.json (the health report shows it)
 HEADER = "smart-basket-release 1"
 FLAVOURS = ("py", "mpy")
-STRANDED = "the trial stopped before it connected (crash, hang or watchdog)"
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_VERSION_CHARS = _ALNUM + "._+-"
 _PATH_CHARS = _ALNUM + "_./-"
 _HOST_CHARS = _ALNUM + ".-"
-_HEX = "0123456789abcdef"
-_LAST_STATES = ("ok", "failed", "rolled_back")
 
 
 class OtaError(ValueError):
     pass
 
 
-def _only(text, chars):
-    for c in text:
-        if c not in chars:
-            return False
-    return True
-
-
-def valid_version(v):
-    return isinstance(v, str) and 0 < len(v) <= 32 and v[0] != "." and _only(v, _VERSION_CHARS)
-
-
-def _hex64(v):
-    return isinstance(v, str) and len(v) == 64 and _only(v, _HEX)
-
-
 def valid_path(p):
     """A release file's path: relative, plain characters, no empty, `.` or `..` segment."""
-    if not isinstance(p, str) or not 0 < len(p) <= PATH_MAX or not _only(p, _PATH_CHARS):
+    if not isinstance(p, str) or not 0 < len(p) <= PATH_MAX or not chars_only(p, _PATH_CHARS):
         return False
     for seg in p.split("/"):
         if seg in ("", ".", ".."):
@@ -111,9 +105,9 @@ def parse_push(payload, basket_id, key):
     split_url(url)
     if not url.endswith("/manifest.txt"):
         raise OtaError("manifest URL must end in /manifest.txt")
-    if not _hex64(sha):
+    if not hex64(sha):
         raise OtaError("sha256 must be 64 lowercase hex digits")
-    if not _hex64(sig):
+    if not hex64(sig):
         raise OtaError("sig must be 64 lowercase hex digits")
     if not _same(signature(basket_id, version, sha, key).encode(), sig.encode()):
         raise OtaError("bad signature")
@@ -134,12 +128,12 @@ def split_url(url):
     host, port = hostport, 80
     if ":" in hostport:
         host, digits = hostport.split(":", 1)
-        if not 0 < len(digits) <= 5 or not _only(digits, "0123456789"):
+        if not 0 < len(digits) <= 5 or not chars_only(digits, "0123456789"):
             raise OtaError("bad port in URL")
         port = int(digits)
         if not 0 < port < 65536:
             raise OtaError("bad port in URL")
-    if not host or not _only(host, _HOST_CHARS):
+    if not host or not chars_only(host, _HOST_CHARS):
         raise OtaError("bad host in URL")
     for c in path:  # it goes into a request line: no spaces, no control characters
         if not " " < c <= "~":
@@ -192,10 +186,10 @@ class Manifest:
             raise OtaError("more than %d files" % FILES_MAX)
         if flavour not in FLAVOURS:
             raise OtaError("unknown flavour %r" % flavour[:8])
-        if not 0 < len(size) <= 6 or not _only(size, "0123456789") \
+        if not 0 < len(size) <= 6 or not chars_only(size, "0123456789") \
                 or int(size) > FILE_SIZE_MAX:
             raise OtaError("bad size for %s" % path[:PATH_MAX])
-        if not _hex64(sha):
+        if not hex64(sha):
             raise OtaError("bad sha256 for %s" % path[:PATH_MAX])
         if not valid_path(path):
             raise OtaError("bad path %r" % path[:PATH_MAX])
@@ -222,90 +216,8 @@ class Manifest:
         raise OtaError("no %s in the %s files" % (init, self.flavour))
 
 
-# -- state.json -------------------------------------------------------------------------------
-# {"current", "previous", "trial": V or None (None: the factory code), "tries": starts of the
-#  trial, "last": {"state", "version" (None: a push too bad to name one), "error"} or None,
-#  "refused": sha256 of a bad push}
-def new_state():
-    return {"current": None, "previous": None, "trial": None, "tries": 0, "last": None,
-            "refused": None}
-
-
-def _text(reason):
-    reason = str(reason)
-    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 3] + "..."
-
-
-def _last(state, version, error):
-    return {"state": state, "version": version, "error": None if error is None else _text(error)}
-
-
-def clean_state(doc):
-    """A state dict from whatever state.json held: every field of a bad type or shape is reset,
-    so a hand-edited or damaged file can never name a path outside v/."""
-    s = new_state()
-    if not isinstance(doc, dict):
-        return s
-    for k in ("current", "previous", "trial"):
-        if valid_version(doc.get(k)):
-            s[k] = doc[k]
-    tries = doc.get("tries")
-    if type(tries) is int and tries >= 0:
-        s["tries"] = tries
-    elif s["trial"] is not None:
-        s["tries"] = 1  # unknown: count the trial as started (rolled back, never re-run blind)
-    last = doc.get("last")
-    if isinstance(last, dict) and last.get("state") in _LAST_STATES \
-            and (last.get("version") is None or valid_version(last.get("version"))) \
-            and (last.get("error") is None or isinstance(last.get("error"), str)):
-        s["last"] = _last(last["state"], last["version"], last["error"])
-    if _hex64(doc.get("refused")):
-        s["refused"] = doc["refused"]
-    return s
-
-
-def _same_state(a, b):
-    for k in a:
-        if a[k] != b.get(k):
-            return False
-    return len(a) == len(b)
-
-
-def decide(state, exists=None):
-    """The boot decision: (version to run or None for the factory code, new state, changed).
-    exists(V) says whether v/<V> is there (None: every version is). A new trial is counted
-    (tries = 1) before it runs, so a trial that dies before it is confirmed is rolled back at
-    the next start; a missing version folder falls back to the previous, then the factory."""
-    s = clean_state(state)
-    changed = not _same_state(s, state) if isinstance(state, dict) else True
-
-    def have(v):
-        return v is not None and (exists is None or exists(v))
-
-    trial = s["trial"]
-    if trial is not None:
-        if s["tries"] == 0 and have(trial):
-            s["tries"] = 1
-            return trial, s, True
-        if s["tries"] == 0:
-            reason = "v/%s is missing" % trial
-        else:
-            last = s["last"]
-            keep = last is not None and last["version"] == trial and last["state"] != "ok" \
-                and last["error"]
-            reason = last["error"] if keep else STRANDED
-        s = trial_failed(s, reason)
-        changed = True
-    cur = s["current"]
-    if cur is not None and not have(cur):
-        prev = s["previous"]
-        s["current"] = prev if have(prev) else None
-        s["previous"] = None
-        s["last"] = _last("failed", cur, "v/%s is missing" % cur)
-        changed = True
-    return s["current"], s, changed
-
-
+# -- state.json: what the loader needs lives in otaboot.py (small: it loads at every start);
+# the agent's changes are here --------------------------------------------------------------
 def staged(state, version):
     """A verified version under v/<version>: the next start runs it on trial."""
     if not valid_version(version):
@@ -323,26 +235,16 @@ def trial_ok(state):
     if s.get("trial") is not None:
         s["previous"] = s.get("current")
         s["current"] = s["trial"]
-        s["last"] = _last("ok", s["trial"], None)
+        s["last"] = record("ok", s["trial"], None)
         s["trial"] = None
         s["tries"] = 0
     return s, [v for v in (s.get("current"), s.get("previous")) if v is not None]
-
-
-def trial_failed(state, reason):
-    """The trial is given up (reason: why); the next start runs current again."""
-    s = dict(state)
-    if s.get("trial") is not None:
-        s["last"] = _last("rolled_back", s["trial"], reason)
-    s["trial"] = None
-    s["tries"] = 0
-    return s
 
 
 def refused(state, version, sha, reason):
     """A push that failed verification: remembered by its hash, so the retained message is not
     fetched again at every reconnect."""
     s = dict(state)
-    s["refused"] = sha if _hex64(sha) else None
-    s["last"] = _last("failed", version if valid_version(version) else None, reason)
+    s["refused"] = sha if hex64(sha) else None
+    s["last"] = record("failed", version if valid_version(version) else None, reason)
     return s
