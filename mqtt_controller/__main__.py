@@ -41,8 +41,12 @@ def main(argv):
     if "--version" in argv:
         if ota_dir:  # the version a start would run; a pending trial is not counted
             otaboot.switch(otaboot.select(ota_dir, persist=False)[1])
-        from mqtt_controller import __version__
-
+        try:
+            from mqtt_controller import __version__
+        except Exception as e:  # a broken update (a start would roll a trial of it back)
+            sys.stderr.write("error: the version in %s does not import: %s: %s\n" % (
+                ota_dir, type(e).__name__, e))
+            return 1
         print("mqtt_controller %s" % __version__)
         return 0
     if argv:

@@ -117,6 +117,14 @@ def test_version_reports_what_the_loader_would_start(interp: str, ota_dir: Path)
     assert version_of(interp, ota_dir) == "1.0"
     shutil.rmtree(ota_dir / "v" / "1.0")
     assert version_of(interp, ota_dir) == FACTORY
+    # a pending trial that does not even import: said so, no traceback, nothing counted
+    (ota_dir / "v" / "3.0" / "mqtt_controller" / "__init__.py").write_text(
+        "raise RuntimeError('3.0 is broken')\n")
+    put_state(ota_dir, trial="3.0")
+    res = run_once(interp, {"ARGS": "--version", "OTA_DIR": str(ota_dir)})
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "does not import: RuntimeError: 3.0 is broken" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and get_state(ota_dir)["tries"] == 0
 
 
 def test_a_staged_trial_starts_and_reports_its_version(
