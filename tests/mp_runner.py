@@ -1,14 +1,18 @@
 # Runs the pure tests (tests/unit/test_*.py) without pytest, e.g. under the MicroPython unix port:
 #   micropython tests/mp_runner.py [test_module ...]
 # Ends with "N passed, N failed, N skipped" and exits 1 on any failure.
+# MICROPYTHON_FROZEN=1: the interpreter has the package frozen in (make firmware-unix): the
+# checkout is not put on sys.path, and the run fails unless mqtt_controller comes from no file.
 import os
 import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 ROOT = HERE + "/.."
 UNIT = HERE + "/unit"
+FROZEN = os.getenv("MICROPYTHON_FROZEN") not in (None, "", "0")
 sys.path.insert(0, UNIT)
-sys.path.insert(0, ROOT)
+if not FROZEN:
+    sys.path.insert(0, ROOT)
 
 from _util import Skip  # noqa: E402
 
@@ -29,8 +33,26 @@ def modules(argv):
     return names
 
 
+def package_origin():
+    """Where mqtt_controller was loaded from: its __file__, and whether that is a real file
+    (a frozen module's __file__ names no file)."""
+    import mqtt_controller
+
+    where = getattr(mqtt_controller, "__file__", None)
+    try:
+        os.stat(where)
+        return where, True
+    except (OSError, TypeError):
+        return where, False
+
+
 def main(argv):
     passed = failed = skipped = 0
+    where, is_file = package_origin()
+    print("package: %s (%s)" % (where, "file" if is_file else "frozen"))
+    if FROZEN and is_file:
+        print("FAIL MICROPYTHON_FROZEN=1 but mqtt_controller comes from a file")
+        return 1
     for name in modules(argv):
         mod = __import__(name)
         tests = [n for n in dir(mod) if n.startswith("test_")]

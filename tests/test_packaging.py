@@ -1,6 +1,7 @@
 """Packaging: one version (mqtt_controller/__init__.py) that pyproject.toml and package.json
 share, a console script for the service and for every host tool with a main(), no sys.path or
-PYTHONPATH tricks left for the install to make unneeded, and `make help` naming every target."""
+PYTHONPATH tricks left for the install to make unneeded, `make help` naming every target, and
+manifest.py freezing the package's files as the folder holds them (esp32 and the unix port)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import tomllib
 
 import basket_service
 import mqtt_controller
+from tools import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -108,3 +110,52 @@ def test_make_help_lists_every_target() -> None:
     assert targets - named == set(), "missing from `make help`: %s" % sorted(targets - named)
     assert named - targets == set(), "`make help` names no such target: %s" % sorted(
         named - targets)
+
+
+class FakeManifestTool:
+    """What MicroPython's manifest tool gives manifest.py: include() and package(), bound to the
+    object that keeps the path variables."""
+
+    def __init__(self, port_dir: Path) -> None:
+        self._path_vars = {"PORT_DIR": str(port_dir), "MPY_DIR": "/mp"}
+        self.included: list[str] = []
+        self.packages: list[tuple[str, tuple[str, ...], str, int | None]] = []
+
+    def include(self, path: str) -> None:
+        self.included.append(path)
+
+    def package(self, name: str, files: tuple[str, ...] = (), base_path: str = ".",
+                opt: int | None = None) -> None:
+        self.packages.append((name, files, base_path, opt))
+
+
+def run_manifest(port_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FakeManifestTool:
+    tool = FakeManifestTool(port_dir)
+    monkeypatch.chdir(ROOT)  # the manifest tool runs a manifest in its own folder
+    exec(compile((ROOT / "manifest.py").read_text(), "manifest.py", "exec"),
+         {"include": tool.include, "package": tool.package})
+    return tool
+
+
+@pytest.mark.parametrize("port", ["esp32", "unix"])
+def test_manifest_freezes_the_package_from_its_folder(port: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    own = "boards/manifest.py" if port == "esp32" else "variants/standard/manifest.py"
+    (tmp_path / own).parent.mkdir(parents=True)
+    (tmp_path / own).write_text("")
+    tool = run_manifest(tmp_path, monkeypatch)
+    assert tool.included == ["$(PORT_DIR)/" + own]
+    [(name, files, base, opt)] = tool.packages
+    assert (name, base, opt) == ("mqtt_controller", ".", 3)
+    every = sorted(p.name for p in (ROOT / "mqtt_controller").glob("*.py"))
+    board = sorted(dst.split("/", 1)[1] for _, dst in deploy.board_files()
+                   if dst.startswith("mqtt_controller/"))
+    assert board == sorted(set(every) - deploy.NOT_ON_BOARD)
+    assert sorted(files) == (board if port == "esp32" else every)
+
+
+def test_manifest_names_a_port_it_cannot_freeze_for(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RuntimeError, match="neither boards/manifest.py .* nor "
+                                           "variants/standard/manifest.py"):
+        run_manifest(tmp_path, monkeypatch)

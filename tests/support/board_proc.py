@@ -6,20 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.process import MICROPYTHON, ROOT, Process, clean_env
+from tests.support.process import MICROPYTHON, ROOT, Process, clean_env, mp_path
 
 STUBS = ROOT / "tests" / "board_stubs"
 
 
 def mp_env(**extra: str) -> dict[str, str]:
-    """Environment for the MicroPython unix port: the repo and lib/ on MICROPYPATH, nothing of
-    the caller's controller settings."""
-    return clean_env(MICROPYPATH="%s:%s" % (ROOT, ROOT / "lib"), **extra)
+    """Environment for the MicroPython unix port: frozen modules, the repo (not for a build with
+    the package frozen in) and lib/ on MICROPYPATH, nothing of the caller's controller
+    settings."""
+    return clean_env(MICROPYPATH=mp_path(ROOT / "lib"), **extra)
 
 
 class BoardProc(Process):
     """main.py on a fake flash folder `flash` (BOARD_STUB_DIR): the stand-ins first on
-    MICROPYPATH, then (`repo`) the repository and lib/, else only what is on the flash."""
+    MICROPYPATH, then (`repo`) the repository (`mp_path()`: not when the package is frozen
+    in) and lib/, else only what is on the flash."""
 
     name = "board"
 

@@ -10,7 +10,13 @@ signal and waits (SIGKILL after `timeout`), `kill()`, `wait()` returns the exit 
 `ControllerProc`: the basket controller (`-m mqtt_controller`) under CPython or the MicroPython
 unix port, with a basket's settings for a loopback broker and its items through a FIFO
 (`items(...)`). `run_once` runs it expecting it to exit by itself (--help, configuration
-errors). Board runs (main.py under the unix port) are `tests.support.board_proc.BoardProc`."""
+errors). Board runs (main.py under the unix port) are `tests.support.board_proc.BoardProc`.
+
+The MicroPython interpreter: the venv's unix port, or `MICROPYTHON=/path` (a 32-bit build of
+`make firmware-unix`). `MICROPYTHON_FROZEN=1` says that one has the package frozen in: the
+children then run in a scratch folder with the checkout off MICROPYPATH (`mp_path()`), so the
+frozen package is what runs (the unix port puts the current folder first on sys.path, then
+MICROPYPATH's entries)."""
 
 from __future__ import annotations
 
@@ -28,12 +34,19 @@ from tests.support.lines import Line, LineLog
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
-MICROPYTHON = str(BIN / "micropython")
+MICROPYTHON = os.environ.get("MICROPYTHON") or str(BIN / "micropython")
+MP_FROZEN = os.environ.get("MICROPYTHON_FROZEN", "") not in ("", "0")
 INTERPRETERS = {"cpython": PYTHON, "micropython": MICROPYTHON}
 
 # Settings the controller reads from its environment: never the caller's.
 CONTROLLER_PREFIXES = ("MQTT_", "BASKET", "WIFI_", "ITEM_", "CART_", "DISPLAY", "LOG_LEVEL",
-                       "RFID_", "WATCHDOG", "SAFE_PIN", "HEALTH_", "BATTERY_")
+                       "RFID_", "WATCHDOG", "SAFE_PIN", "HEALTH_", "BATTERY_", "OTA_")
+
+
+def mp_path(*extra: Path | str) -> str:
+    """MICROPYPATH for a MicroPython child: the frozen modules, the checkout (not when the
+    interpreter has the package frozen in, MP_FROZEN), then `extra`."""
+    return ":".join([".frozen"] + ([] if MP_FROZEN else [str(ROOT)]) + [str(p) for p in extra])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -198,7 +211,7 @@ class ControllerProc(Process):
             os.mkfifo(self.fifo)
         self.state_file = self.dir / ("basket-%d.state.json" % basket)
         env = clean_env(
-            PYTHONPATH=str(ROOT), MICROPYPATH=".frozen:" + str(ROOT), PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(ROOT), MICROPYPATH=mp_path(), PYTHONUNBUFFERED="1",
             MQTT_HOST="127.0.0.1", MQTT_PORT=str(port), MQTT_USER="basket%d" % basket,
             MQTT_PASSWORD="basket%d-pw" % basket, MQTT_TOPIC="basket/%d" % basket,
             CART_STATE_FILE=str(self.state_file), ITEM_SOURCE=str(self.fifo))
@@ -246,7 +259,7 @@ def run_once(interp: str, env: dict[str, str],
     """Runs the controller expecting it to exit by itself (configuration errors, --help);
     env["ARGS"] holds its command-line arguments."""
     full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
-            "MICROPYPATH": ".frozen:" + str(ROOT)}
+            "MICROPYPATH": mp_path()}
     args = env.pop("ARGS", "").split()
     full.update(env)
     return subprocess.run([INTERPRETERS[interp], "-m", "mqtt_controller", *args], env=full,
