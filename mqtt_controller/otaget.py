@@ -1,14 +1,15 @@
-# The download of an update (fetch): the manifest and each file of this basket's flavour over
+# An update's I/O and the agent's rarer steps (otarun.py keeps only what runs every turn): a
+# push checked, the download (fetch: the manifest and each file of this basket's flavour over
 # plain HTTP/1.0, streamed in 512-byte chunks into <OTA_DIR>/staging and checked against the
-# signed manifest hash, the sizes and the SHA-256s; only a complete, verified copy is renamed to
-# v/<V> and staged in state.json. Nothing of the running version is touched. Imported only while
-# an update runs (code costs heap on a board).
+# signed manifest hash, the sizes and SHA-256s; only a complete, verified copy is renamed to
+# v/<V> and staged in state.json; nothing of the running version is touched), a trial confirmed
+# or given up. Imported only for such a step and released after it (code costs heap on a board).
 import os
 import socket
 from binascii import hexlify
 from hashlib import sha256
 
-from mqtt_controller import compat, ota, otaboot
+from mqtt_controller import __version__, compat, log, ota, otaboot
 from mqtt_controller.ota import OtaError
 
 CHUNK = 512
@@ -18,6 +19,88 @@ HEAD_LINE_MAX = 256
 HEAD_LINES_MAX = 32
 
 
+# -- the agent's steps (a: otarun.Agent) ---------------------------------------------------------
+def check(a, payload, h):
+    """A new push (payload None: over the packet limit; h: its SHA-256): refused, ignored,
+    or taken for download."""
+    try:
+        if payload is None:
+            raise OtaError("push too big")
+        push = ota.parse_push(payload, a.rt.cfg.basket_id, a.key)
+    except OtaError as e:
+        return _refuse(a, None, str(e))
+    v = push["version"]
+    if v == __version__ or v == a.dropped:
+        log.info("OTA: push of %s ignored: %s", v, "it runs already" if v == __version__
+                 else "it was rolled back")
+        return a.drop()
+    push["hash"] = h
+    a.take(push)
+    log.info("OTA: %s pushed", v)
+
+
+def _refuse(a, version, why, h=None):
+    """The basket stays on its version; h given: remembered in state.json across restarts."""
+    n = a.refused(version, why)
+    log.warning("OTA: push%s refused (#%d): %s; staying on %s",
+                "" if version is None else " of " + version, n, why, __version__)
+    if h is not None:
+        _write(a.dir, ota.refused(otaboot.read_state(a.dir), version, h, why))
+
+
+def _write(ota_dir, state):
+    try:
+        otaboot.write_state(ota_dir, state)
+        return True
+    except OSError as e:
+        log.error("OTA: cannot write %s/state.json: %s", ota_dir, e)
+        return False
+
+
+def update(a):
+    """Downloads the waiting push; staged: the runtime restarts into it."""
+    push = a.push
+    v = push["version"]
+    log.info("OTA: downloading %s from %s", v, push["manifest"])
+    a.set("downloading", v)
+    a.rt.send_health()
+    try:
+        fetch(a.dir, push, a.flavour, a.tick, __version__)
+    except ValueError as e:  # OtaError: the files are not what the signed push says
+        return _refuse(a, v, str(e), push["hash"])
+    except Exception as e:  # OSError: the network, the server or the disk; MemoryError
+        why = str(e) or type(e).__name__
+        delay = a.later(why)
+        log.warning("OTA: download of %s failed: %s; trying again in %d s", v, why,
+                    delay // 1000)
+        return
+    a.drop()
+    log.info("OTA: %s verified and staged; restarting into it on trial", v)
+    a.set("staged", v)
+    a.rt.send_health()
+    a.rt.restart()
+
+
+def confirm(a):
+    """The trial connected and subscribed: it becomes current; older folders go."""
+    s, keep = ota.trial_ok(otaboot.read_state(a.dir))
+    if _write(a.dir, s):
+        prune(a.dir, keep)
+    log.info("OTA: %s confirmed: connected and subscribed on trial", __version__)
+    a.settle("ok", __version__)
+
+
+def give_up(a):
+    """The trial did not connect in time: rolled back at the restart."""
+    why = "not connected within %d s" % a.trial_s
+    _write(a.dir, ota.trial_failed(otaboot.read_state(a.dir), why))
+    log.error("OTA: trial of %s failed: %s; restarting into the previous version",
+              __version__, why)
+    a.set("rolled_back", __version__, why)
+    a.rt.restart()
+
+
+# -- the download -------------------------------------------------------------------------------
 def fetch(ota_dir, push, flavour, tick=None, running=None):
     """Downloads and verifies push's release (a dict from ota.parse_push) into
     <ota_dir>/v/<version> and stages it (state.json: trial = version). tick() runs after each

@@ -146,3 +146,30 @@ class ReleaseServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+# -- around a basket under test ---------------------------------------------------------------
+def wait_ota(peer: Any, basket: int = 1, start: int = 0, timeout: float = 30.0,
+             **want: Any) -> dict[str, Any]:
+    """The first health report of `basket` at or after message `start` whose `ota` has the
+    fields in `want` (state="ok", version="v2", error=...); the whole report."""
+    topic = "basket/%d/health" % basket
+
+    def find() -> dict[str, Any] | None:
+        for t, p, _ in peer.messages[start:]:
+            if t == topic:
+                doc = json.loads(p)
+                o = doc.get("ota") or {}
+                if all(o.get(k) == v for k, v in want.items()):
+                    return dict(doc)
+        return None
+
+    return dict(peer.wait_for(find, timeout, "ota %r in basket/%d/health" % (want, basket)))
+
+
+def restarted(c: Any, timeout: float = 60.0, wait_connected: bool = True) -> None:
+    """Waits for the controller to exit with status 3 ("restart me") and starts it again, as
+    systemd's Restart=always would."""
+    rc = c.wait(timeout)
+    assert rc == 3, "exit status %s, not 3; output:\n%s" % (rc, c.output()[-3000:])
+    c.start(wait_connected=wait_connected)

@@ -1,7 +1,7 @@
 # The update agent's decisions (otarun.py) in the loop (Runtime.step with test_runtime's
-# scripted link and fake clock), the real ota.py and otaboot.py over a temporary OTA_DIR, and a
-# stand-in for otaget.py (the download itself is tested against a real server in
-# tests/integration/test_ota_update.py): refusals, the running version, deferral while
+# scripted link and fake clock), the real ota.py, otaboot.py and otaget.py over a temporary
+# OTA_DIR, with stand-ins for otaget's download and pruning (those are tested against a real
+# server in tests/integration/test_ota_update.py): refusals, the running version, deferral while
 # shopping, staging and the restart, retries, the trial's confirmation and its timeout, the
 # health report's `ota` and the optional subscription.
 import json
@@ -70,10 +70,13 @@ class FakeGet:
 
 
 def fake_get():
-    """The agent imports otaget inside its functions (and MicroPython forgets it after use):
-    the stand-in goes in again before each turn that may fetch."""
-    sys.modules["mqtt_controller.otaget"] = GET[0]
-    mqtt_controller.otaget = GET[0]
+    """otaget.py with its download and its pruning stood in for. The agent imports otaget
+    for each step and MicroPython forgets it after: the stand-ins go in again before each turn
+    that may need them."""
+    from mqtt_controller import otaget
+
+    otaget.fetch = GET[0].fetch
+    otaget.prune = GET[0].prune
 
 
 GET = [None]
@@ -93,7 +96,7 @@ def with_ota(test):
         finally:
             otarun.ticks_ms = real
             _rmtree(d)
-            sys.modules.pop("mqtt_controller.otaget", None)
+            sys.modules.pop("mqtt_controller.otaget", None)  # the next import: the real one
             try:
                 delattr(mqtt_controller, "otaget")
             except (AttributeError, KeyError):  # MicroPython says KeyError
