@@ -3,7 +3,9 @@ interpreters (re-run after exit status 3, as systemd would), paho publishing the
 `basket/1/ota` push as the service does, and a release served by tests/support/ota_release.py:
 v1 (the factory code) -> v2 reported as v2 after its trial; a file with a wrong hash and a
 badly signed push are refused and the basket stays on v2; a push during a session waits for
-`end`; a trial that cannot connect in time is rolled back."""
+`end`; a trial that cannot connect in time is rolled back; a kill -9 in the middle of a
+download boots the old version, which fetches the update again; the download itself refuses
+every mismatch."""
 
 from __future__ import annotations
 
@@ -58,8 +60,9 @@ def releases(tmp_path: Path) -> Iterator[ReleaseServer]:
 
 
 def basket(interp: str, broker: Broker, **settings: str) -> ControllerProc:
-    c = ControllerProc(interp, broker.port, DISPLAY="none", OTA_KEY=KEY, **settings)
-    c.env["OTA_DIR"] = str(c.dir / "ota")
+    """Basket 1 with updates on: OTA_DIR in its folder, the test key; `settings` added."""
+    c = ControllerProc(interp, broker.port, DISPLAY="none", OTA_KEY=KEY)
+    c.env.update(settings, OTA_DIR=str(c.dir / "ota"))
     return c
 
 
@@ -233,6 +236,32 @@ def test_a_trial_that_cannot_connect_in_time_is_rolled_back(
             peer.close()
         assert doc["version"] == FACTORY
         c.wait_log("OTA: push of v2 ignored: it was rolled back", start=line.pos)
+        c.assert_no_traceback()
+    finally:
+        c.close()
+
+
+def test_a_kill_during_the_download_boots_the_old_version_which_fetches_again(
+        interp: str, broker: Broker, service: Peer, releases: ReleaseServer) -> None:
+    c = basket(interp, broker)
+    try:
+        c.start()
+        releases.hold("/py/mqtt_controller/cart.py", after=100)  # mid-file
+        h = service.mark()
+        service.publish(OTA, releases.push(1, "v2"), retain=True)
+        assert releases.arrived.wait(30)
+        c.kill()  # a power cut, half a file in staging
+        assert (c.dir / "ota" / "staging" / "mqtt_controller").is_dir()
+        assert not (c.dir / "ota" / "v").exists()
+        releases.let_go()
+        m = c.mark()
+        c.start()
+        c.wait_log("starting factory %s" % FACTORY, start=m)  # the complete old version
+        wait_ota(service, start=h, state="staged", version="v2")  # the retained push again
+        restarted(c)
+        doc = wait_ota(service, start=h, state="ok", version="v2")
+        assert doc["version"] == "v2"
+        assert sorted(p.name for p in (c.dir / "ota").iterdir()) == ["state.json", "v"]
         c.assert_no_traceback()
     finally:
         c.close()

@@ -107,11 +107,16 @@ def push_payload(basket: int, version: str, url: str, sha: str, key: str = KEY,
 
 class ReleaseServer:
     """Serves root as /releases/ on 127.0.0.1 (a free port) until close(); `requests` holds
-    every path asked for, in order."""
+    every path asked for, in order. `hold(suffix, after)` stops the answer to the next
+    request whose path ends with suffix (after `after` bytes of its body, None: before the
+    answer) until `let_go()`; `arrived` is set once it is held (a test kills the basket then)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[str] = []
+        self.arrived = threading.Event()
+        self._hold: tuple[str, int | None] | None = None
+        self._gate = threading.Event()
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -125,7 +130,25 @@ class ReleaseServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 server.requests.append(self.path)
-                super().do_GET()
+                held = server._hold
+                if held is None or not self.path.endswith(held[0]):
+                    super().do_GET()
+                    return
+                server._hold = None
+                if held[1] is None:
+                    server.arrived.set()
+                    server._gate.wait(60)
+                    super().do_GET()
+                    return
+                data = Path(self.translate_path(self.path)).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:held[1]])
+                self.wfile.flush()
+                server.arrived.set()
+                server._gate.wait(60)
+                self.wfile.write(data[held[1]:])
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
@@ -137,12 +160,22 @@ class ReleaseServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
+    def hold(self, suffix: str, after: int | None = None) -> None:
+        self.arrived.clear()
+        self._gate.clear()
+        self._hold = (suffix, after)
+
+    def let_go(self) -> None:
+        self._hold = None
+        self._gate.set()
+
     def push(self, basket: int, version: str, key: str = KEY, sig: str | None = None) -> bytes:
         """push_payload for a release under this server's root."""
         return push_payload(basket, version, self.url, manifest_sha(self.root, version), key,
                             sig)
 
     def close(self) -> None:
+        self.let_go()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
