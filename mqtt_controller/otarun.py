@@ -116,10 +116,7 @@ class Agent:
         if h == self.seen:
             return  # the retained copy again (every connect)
         self.seen = h
-        try:
-            _get().check(self, payload, h)
-        finally:
-            _done()
+        self._step("check", payload, h)
 
     # -- the turn hook -------------------------------------------------------------------------
     def __call__(self, now):
@@ -145,12 +142,24 @@ class Agent:
             return None  # the next connect brings the next turn
         return self._step("update")
 
-    def _step(self, name):
+    def _step(self, name, *args):
         try:
-            getattr(_get(), name)(self)
+            getattr(_get(), name)(self, *args)
+        except Exception as e:  # a MemoryError importing otaget on a board, a bug: never the
+            self._failed(name, "%s: %s" % (type(e).__name__, e))  # basket (nor a crash loop)
         finally:
             _done()
         return 0
+
+    def _failed(self, name, why):
+        log.error("OTA: %s failed: %s", name, why)
+        push = self.push
+        if name == "update" and push is not None:
+            self.later(why)
+        else:
+            self.set("failed", None if push is None else push["version"], why)
+        if name == "give_up":
+            self.rt.restart()  # tries = 1 is on disk: the next start rolls the trial back
 
     def tick(self):
         """Between the download's chunks: the other turn hooks run (a board's watchdog)."""

@@ -296,6 +296,45 @@ def test_a_download_that_fails_on_the_network_is_tried_again_with_back_off(clock
         rt.poller.timeouts
 
 
+@with_ota
+def test_an_ota_step_that_fails_unexpectedly_never_stops_the_basket(clock, d):
+    rt, link = basket(clock, d)
+    rt.step(0)
+    from mqtt_controller import otaget
+
+    def broken(*args):
+        raise MemoryError("memory allocation failed")
+
+    real = otaget.check
+    cap = Captured("error", "info")
+    try:
+        otaget.check = broken  # e.g. a board short of heap for otaget.py
+        link.ota_inbox.append(push("v9"))
+        rt.step(0)
+        assert rt.connected and rt.health_fields()["ota"] == {
+            "error": "MemoryError: memory allocation failed", "state": "failed",
+            "version": None}
+        assert "OTA: check failed: MemoryError: memory allocation failed" in cap.text("error")
+        otaget.check = broken  # (MicroPython forgot the module after the step)
+        link.ota_inbox.append(push("v9"))  # the retained copy again: not tried again
+        rt.step(0)
+        assert len(cap.text("error")) == 1
+        otaget.check = real  # (CPython keeps the module: its check back)
+        link.ota_inbox.append(push("v10"))
+        rt.step(0)
+        assert rt.ota.push is not None
+        from mqtt_controller import otaget
+
+        otaget.update = broken
+        rt.step(0)  # the download step fails: tried again after the back-off
+        assert rt.health_fields()["ota"]["state"] == "failed"
+        assert rt.ota.retry_due is not None and not rt.stopping
+        assert "OTA: update failed: MemoryError: memory allocation failed" in cap.text("error")
+    finally:
+        cap.restore()
+        otaget.check = real
+
+
 # -- deferral, staging, restart -------------------------------------------------------------------
 @with_ota
 def test_a_push_during_a_session_waits_for_end_then_stages_and_restarts(clock, d):
