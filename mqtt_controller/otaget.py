@@ -84,6 +84,8 @@ def update(a):
 def confirm(a):
     """The trial connected and subscribed: it becomes current; older folders go."""
     s, keep = ota.trial_ok(otaboot.read_state(a.dir))
+    if __version__ not in keep:  # the running one stays, whatever the file said
+        keep.append(__version__)
     if _write(a.dir, s):
         prune(a.dir, keep)
     log.info("OTA: %s confirmed: connected and subscribed on trial", __version__)

@@ -49,10 +49,10 @@ class Agent:
         if s.get("trial") == __version__:
             self._trial_due = ticks_add(ticks_ms(), self.trial_s * 1000)
             now = ("trial", __version__, None)
-        elif s.get("trial"):
+        elif _text(s.get("trial")):
             now = ("staged", s["trial"], None)
-        elif last:
-            now = (last.get("state"), last.get("version"), last.get("error"))
+        elif last.get("state") in ("ok", "failed", "rolled_back"):
+            now = (last["state"], _text(last.get("version")), _text(last.get("error")))
         else:
             now = ("idle", None, None)
         self.state = self._settled = now  # (state, version, error)
@@ -164,6 +164,10 @@ class Agent:
     def tick(self):
         """Between the download's chunks: the other turn hooks run (a board's watchdog)."""
         self.rt.run_hooks(self)
+
+
+def _text(v):
+    return v if isinstance(v, str) else None
 
 
 def _read(ota_dir):

@@ -181,6 +181,18 @@ def test_with_ota_dir_it_subscribes_optionally_and_reports_idle(clock, d):
     assert any("updates over the air is off" in t for _, t in cap.lines), cap.lines
 
 
+@with_ota
+def test_a_damaged_state_file_reports_what_the_contract_allows(clock, d):
+    for text in ('{"last": {"state": "hacked", "version": 3}}', '{"last": [1]}', "{nope",
+                 '{"last": {"state": "ok", "version": ["v"], "error": 5}}'):
+        with open(d + "/state.json", "w") as f:
+            f.write(text)
+        rt, _ = basket(clock, d)
+        got = rt.health_fields()["ota"]
+        assert got in ({"error": None, "state": "idle", "version": None},
+                       {"error": None, "state": "ok", "version": None}), (text, got)
+
+
 # -- refusals -------------------------------------------------------------------------------------
 @with_ota
 def test_a_bad_push_is_refused_logged_counted_and_the_same_one_not_retried(clock, d):
