@@ -23,7 +23,7 @@ from mqtt_controller.otaboot import (  # noqa: F401 - the state helpers, re-expo
 PUSH_MAX = 1024  # bytes of a push
 URL_MAX = 256
 LINE_MAX = 256  # a manifest line
-FILES_MAX = 64
+FILES_MAX = 64  # file lines of one flavour (a basket keeps only its own)
 FILE_SIZE_MAX = 65536
 PATH_MAX = 64
 HEADER = "smart-basket-release 1"
@@ -158,7 +158,7 @@ class Manifest:
         self.version = None
         self.files = []
         self._header = False
-        self._count = 0  # file lines of every flavour
+        self._count = 0  # file lines of every flavour (at most 2 * FILES_MAX)
 
     def line(self, text):
         if not isinstance(text, str) or len(text) > LINE_MAX:
@@ -182,8 +182,8 @@ class Manifest:
 
     def _file(self, flavour, size, sha, path):
         self._count += 1
-        if self._count > FILES_MAX:
-            raise OtaError("more than %d files" % FILES_MAX)
+        if self._count > 2 * FILES_MAX:
+            raise OtaError("more than %d file lines" % (2 * FILES_MAX))
         if flavour not in FLAVOURS:
             raise OtaError("unknown flavour %r" % flavour[:8])
         if not 0 < len(size) <= 6 or not chars_only(size, "0123456789") \
@@ -195,6 +195,8 @@ class Manifest:
             raise OtaError("bad path %r" % path[:PATH_MAX])
         if flavour != self.flavour:
             return
+        if len(self.files) >= FILES_MAX:
+            raise OtaError("more than %d %s files" % (FILES_MAX, flavour))
         for f in self.files:
             if f[0] == path:
                 raise OtaError("%s listed twice" % path)

@@ -14,7 +14,7 @@ from mqtt_controller.ota import OtaError
 
 CHUNK = 512
 TIMEOUT_S = 10  # per connect, send and read
-MANIFEST_MAX = 8192
+MANIFEST_MAX = 16384  # bytes (read line by line, never held whole)
 HEAD_LINE_MAX = 256
 HEAD_LINES_MAX = 32
 

@@ -39,19 +39,24 @@ ALLOWED: dict[str, set[str]] = {
     # the shell
     "runtime": {"backoff", "cart", "compat", "controller", "log", "packet", "store", "config",
                 "display", "items", "mqtt", "tls", "umqtt_adapter", "remote",
-                "health"},
+                "health", "otarun"},
     "remote": {"compat", "log", "store", "config"},
+    # updates over the air: the agent every turn, the rest only for an update step
+    "otarun": {"backoff", "compat", "controller", "log", "otaget"},
+    "otaget": {"compat", "log", "ota", "otaboot"},
+    "ota": {"otaboot"},
+    "otaboot": set(),
     # start-up (config.py is released once the basket runs) and the two entry points
     "config": {"compat", "log", "protocol", "yrm100"},
     "helptext": {"config"},
-    "__main__": {"compat", "log", "helptext", "runtime"},
-    "board": {"compat", "health", "log", "config", "runtime"},
+    "__main__": {"compat", "log", "helptext", "runtime", "otaboot"},
+    "board": {"compat", "health", "log", "config", "runtime", "otaboot"},
     "__init__": set(),
 }
 # Imported only inside functions (or at the top of another module of this set), so a basket
 # that does not need them never loads them, and config.py can be released after start-up.
 LAZY_ONLY = {"config", "runtime", "helptext", "lcd", "rfid", "items", "display", "mqtt", "tls",
-             "umqtt_adapter"}
+             "umqtt_adapter", "otarun", "otaget", "ota", "otaboot"}
 IO_MODULES = {"socket", "select", "os", "machine", "network", "ssl", "termios", "fcntl", "time"}
 
 # The dashboard's modules, in order: each may import only those before it.

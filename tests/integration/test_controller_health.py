@@ -22,7 +22,7 @@ from tools.yrm100_emulator import Yrm100Emulator
 
 HEALTH = "basket/1/health"
 KEYS = ["battery_mv", "boot", "config_error", "config_rev", "counters", "display", "id",
-        "interval_s", "mem_free", "readers", "rssi", "runtime", "uptime_s", "version"]
+        "interval_s", "mem_free", "ota", "readers", "rssi", "runtime", "uptime_s", "version"]
 
 
 @pytest.fixture

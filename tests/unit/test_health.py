@@ -15,7 +15,7 @@ UPDATE = "basket/1/update"
 STATE = {"battery_mv": None, "boot": "start", "config_error": None, "config_rev": 0,
          "counters": {"commands": 3, "items": 5, "reconnects": 1, "rejected_commands": 0,
                       "rejected_items": 0},
-         "display": "ok", "id": 1, "interval_s": 60, "mem_free": None,
+         "display": "ok", "id": 1, "interval_s": 60, "mem_free": None, "ota": None,
          "readers": [{"last_read_s": 12, "name": "/dev/ttyUSB0", "state": "ok"}], "rssi": None,
          "runtime": "cpython 3.11.7", "uptime_s": 3600, "version": "0.1.0"}
 
@@ -24,7 +24,7 @@ def test_the_report_is_compact_json_with_sorted_keys_the_same_bytes_everywhere()
     assert health.encode(STATE) == (
         b'{"battery_mv":null,"boot":"start","config_error":null,"config_rev":0,"counters":'
         b'{"commands":3,"items":5,"reconnects":1,"rejected_commands":0,"rejected_items":0},'
-        b'"display":"ok","id":1,"interval_s":60,"mem_free":null,"readers":[{"last_read_s":12,'
+        b'"display":"ok","id":1,"interval_s":60,"mem_free":null,"ota":null,"readers":[{"last_read_s":12,'
         b'"name":"/dev/ttyUSB0","state":"ok"}],"rssi":null,"runtime":"cpython 3.11.7",'
         b'"uptime_s":3600,"version":"0.1.0"}')
     f = dict(STATE)

@@ -209,7 +209,10 @@ def test_a_bad_manifest_is_refused():
                  "a b.py", "a\\b.py", "x" * 65, "a.py\r"):
         assert _manifest_error(head + ["file py 1 %s %s" % (SHA, path)]).startswith("bad "), path
     many = ["file mpy 1 %s f%d.mpy" % (SHA, i) for i in range(65)]
-    assert _manifest_error(head + many) == "more than 64 files"
+    assert _manifest_error(head + many, "mpy") == "more than 64 mpy files"
+    # the other flavour's lines do not count against a basket's own, only against all lines
+    assert _manifest_error(head + many) == "no mqtt_controller/__init__.py in the py files"
+    assert _manifest_error(head + many + many[:64]) == "more than 128 file lines"
 
 
 def test_random_manifest_lines_only_ever_raise_ota_error():
