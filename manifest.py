@@ -16,13 +16,10 @@ import os
 
 # The manifest tool runs this under CPython with the working directory set to this file's
 # folder. It substitutes $(PORT_DIR) only in the paths handed to include(), package(), ...; the
-# values themselves are kept by the ManifestFile object behind include().
-try:
-    PORT_DIR = include.__self__._path_vars["PORT_DIR"]
-except (AttributeError, KeyError):
-    raise RuntimeError("manifest.py needs MicroPython's manifest tool (tools/makemanifest.py "
-                       "of MicroPython 1.19 or later, run by a port's make)") from None
-BOARD_PORT = os.path.exists(os.path.join(PORT_DIR, "boards", "manifest.py"))
+# values themselves are kept by the ManifestFile object behind include(). A tool that keeps
+# none (or keeps them elsewhere) gets what this file was first written for: a board port.
+PORT_DIR = getattr(getattr(include, "__self__", None), "_path_vars", {}).get("PORT_DIR")
+BOARD_PORT = PORT_DIR is None or os.path.exists(os.path.join(PORT_DIR, "boards", "manifest.py"))
 if BOARD_PORT:
     include("$(PORT_DIR)/boards/manifest.py")
 elif os.path.exists(os.path.join(PORT_DIR, "variants", "standard", "manifest.py")):

@@ -8,6 +8,9 @@
 #   BENCH_MODE=umqtt       umqtt.simple alone: connected and subscribed
 #   BENCH_MODE=session     a whole session (start, 20 items, total, end): prints "session ok"
 #   BENCH_MODE=imports     heap taken by each module the basket imports, one line per module
+#                          ("import_<name> <bytes>", then the qstr pool after it: a "qstr pool:"
+#                          line); BENCH_IMPORTS=a,b,c: these modules of the package, in this
+#                          order (dependencies first), instead of the basket's usual ones
 # BENCH_ROMFS=image: the modules come from a ROMFS image mounted at /rom (MicroPython 1.25+):
 # .mpy bytecode there runs in place, as from a board's flash; the image itself (read into the
 # heap here, in flash on a board) is left out of the figures, and "qstr" gives the qstr pool.
@@ -93,13 +96,21 @@ def umqtt_alone():
 
 def imports():
     # the basket's modules (DISPLAY=none, ITEM_SOURCE=none), in the order they first load
-    for name in ("compat", "log", "protocol", "cart", "controller", "config", "packet",
-                 "store", "runtime", "mqtt", "board"):
+    import micropython
+
+    names = ["compat", "log", "protocol", "cart", "controller", "config", "packet", "store",
+             "runtime", "mqtt", "board"]
+    if os.getenv("BENCH_IMPORTS"):  # the package itself on a line of its own first
+        names = ["__init__"] + os.getenv("BENCH_IMPORTS").split(",")
+    print("qstr_base")
+    micropython.qstr_info()
+    for name in names:
         gc.collect()
         before = gc.mem_alloc()
-        __import__("mqtt_controller." + name)
+        __import__("mqtt_controller" if name == "__init__" else "mqtt_controller." + name)
         gc.collect()
         print("import_%s %d" % (name, gc.mem_alloc() - before))
+        micropython.qstr_info()
 
 
 def qstr_pool():

@@ -154,6 +154,18 @@ def test_manifest_freezes_the_package_from_its_folder(port: str, tmp_path: Path,
     assert sorted(files) == (board if port == "esp32" else every)
 
 
+def test_manifest_without_the_tools_path_variables_freezes_for_a_board(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    included: list[str] = []
+    frozen: list[tuple[str, ...]] = []
+    monkeypatch.chdir(ROOT)
+    exec(compile((ROOT / "manifest.py").read_text(), "manifest.py", "exec"),
+         {"include": included.append, "package": lambda name, files, **kw: frozen.append(files)})
+    assert included == ["$(PORT_DIR)/boards/manifest.py"]
+    assert ["mqtt_controller/" + f for f in frozen[0]] == [
+        dst for _, dst in deploy.board_files() if dst.startswith("mqtt_controller/")]
+
+
 def test_manifest_names_a_port_it_cannot_freeze_for(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RuntimeError, match="neither boards/manifest.py .* nor "

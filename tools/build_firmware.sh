@@ -58,11 +58,17 @@ bash "$here/tools/ensure_packages.sh" "gcc -m32 (gcc-multilib)" \
 
 jobs=$(nproc 2>/dev/null || echo 2)
 mpy_cross=$work/mpy-cross/mpy-cross
+obj=$work/obj-$(basename "$out")
+# Objects of another tree are thrown away: its files may be older than them (a tarball keeps
+# its mtimes), and make would keep objects of the other tree's code.
+for d in "$work/mpy-cross" "$obj"; do
+  if [ -d "$d" ] && [ "$(cat "$d/.source" 2>/dev/null)" != "$src" ]; then rm -rf "$d"; fi
+  mkdir -p "$d" && echo "$src" >"$d/.source"
+done
 echo "firmware-unix: mpy-cross from $src"
 make -C "$src/mpy-cross" -j"$jobs" BUILD="$work/mpy-cross" >"$work/mpy-cross.log" 2>&1 \
   || { tail -30 "$work/mpy-cross.log" >&2; die "building mpy-cross failed (log: $work/mpy-cross.log)"; }
 
-obj=$work/obj-$(basename "$out")
 log=$obj.log
 echo "firmware-unix: $(basename "$out")${manifest:+ (frozen: $manifest)}"
 # FROZEN_MANIFEST unset: the standard variant's own manifest. MICROPY_MPYCROSS: our mpy-cross
