@@ -50,6 +50,9 @@ def test_unit_settings() -> None:
     assert s["ExecStart"] == SYSTEM_PYTHON + " -m mqtt_controller"
     assert s["WorkingDirectory"] == "/opt/smart-basket"
     assert s["StandardOutput"] == "journal" and s["StandardError"] == "journal"
+    # updates: the versions folder is the one writable place under the code (ProtectSystem)
+    assert "OTA_DIR=/opt/smart-basket/ota" in s["Environment"].split("\n")
+    assert s["ReadWritePaths"] == "/opt/smart-basket/ota" and s["ProtectSystem"] == "strict"
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
 
 
@@ -76,6 +79,7 @@ def test_install_run_and_uninstall(tmp_path: Path) -> None:
     assert sorted(p.name for p in (code / "mqtt_controller").glob("*.py")) == sorted(
         p.name for p in (ROOT / "mqtt_controller").glob("*.py"))
     assert (dest / "etc/systemd/system/basket.service").read_text() == UNIT.read_text()
+    assert (code / "ota").is_dir()  # OTA_DIR, which the unit's ReadWritePaths needs to exist
     env_file = dest / "etc/smart-basket/basket.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o640"
 

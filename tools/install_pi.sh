@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make install-pi` / `make uninstall-pi`: the basket controller as a systemd service on a
-# Raspberry Pi. Code in /opt/smart-basket (run by the system's python3: no venv, no third-party
+# Raspberry Pi. Code in /opt/smart-basket (updates over the air in /opt/smart-basket/ota; run by the system's python3: no venv, no third-party
 # package), settings in /etc/smart-basket/basket.env, state in /var/lib/smart-basket, user basket
 # (groups dialout and i2c). DESTDIR=<dir> installs into a staging tree and leaves users, groups
 # and systemd alone (used by the tests).
@@ -38,6 +38,11 @@ install_pi() {
     install -d -m 0755 "$DESTDIR$PREFIX/mqtt_controller"
     install -m 0644 mqtt_controller/*.py "$DESTDIR$PREFIX/mqtt_controller/"
     "$PYTHON" -m compileall -q "$DESTDIR$PREFIX/mqtt_controller" >/dev/null || true
+    # OTA_DIR (the unit's ReadWritePaths): the versions updates install; kept by a re-install
+    install -d -m 0755 "$DESTDIR$PREFIX/ota"
+    if [ -z "$DESTDIR" ]; then
+        chown "$USER_NAME:$USER_NAME" "$PREFIX/ota"
+    fi
     install -d -m 0750 "$DESTDIR$ETC"
     if [ ! -e "$DESTDIR$ETC/basket.env" ]; then
         install -m 0640 deploy/basket.env.example "$DESTDIR$ETC/basket.env"
