@@ -44,7 +44,7 @@ CONFIG = ('{"MQTT_HOST": "127.0.0.1", "MQTT_PORT": "%d", "MQTT_USER": "%s", '
 
 
 def controller():
-    from mqtt_controller.runtime import build
+    from mqtt_controller.startup import build
 
     if os.getenv("BENCH_BOOT") == "env":  # what __main__ does: settings from the environment
         rt = build()[1]

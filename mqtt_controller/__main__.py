@@ -23,7 +23,7 @@ def _ota_dir():
 
 
 def _build():
-    from mqtt_controller.runtime import build  # from the version otaboot switched to
+    from mqtt_controller.startup import build  # from the version otaboot switched to
 
     return build()
 

@@ -9,7 +9,7 @@ from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_d
 CONFIG_FILE = "config.json"
 SAFE_FILE = "safe"
 ERROR_LOG = "error.log"
-REMOTE_FILE = "remote_config.json"  # the applied remote configuration (runtime.build)
+REMOTE_FILE = "remote_config.json"  # the applied remote configuration (startup.build)
 OTA_DIR = "ota"  # a board's default: updates on (a host's default is "", off)
 RESTART = 3  # Runtime.exit_code: "restart me" (an update staged, a trial timed out)
 ERROR_LOG_MAX = 4096  # bytes; a bigger log starts over, so the flash never fills up
@@ -22,7 +22,7 @@ _safe = None  # why the board is in safe mode ("" = it is not), decided once per
 
 def _settings(path):
     """(get, BoardSettings) from config.json; raises ConfigError (a ValueError) naming the key.
-    config.py is imported here only: boot() and runtime.build() release it after start-up."""
+    config.py is imported here only: boot() and startup.build() release it after start-up."""
     from mqtt_controller import config
 
     get = _with_ota_dir(config.load_file(path))
@@ -345,7 +345,7 @@ def _start(get):
     """(cfg, rt) of the version the loader picks from OTA_DIR (otaboot.start: a trial that
     fails to import or build is rolled back at once and the current version built)."""
     def build():
-        from mqtt_controller.runtime import build  # from the version otaboot switched to
+        from mqtt_controller.startup import build  # from the version otaboot switched to
 
         return build(get, REMOTE_FILE, flavour="mpy")  # a board's updates: .mpy files
 

@@ -1,6 +1,6 @@
 # Settings: environment variables (CPython, MicroPython unix) or config.json on a board, with
 # the same keys, all read by one table (below). Every problem is a ConfigError "KEY: what is
-# wrong"; a password is never shown. Start-up code only: runtime.build() and board.boot() release
+# wrong"; a password is never shown. Start-up code only: startup.build() and board.boot() release
 # this module once the basket is set up, so on a board its code and its table give their heap
 # back (compat.release). What each key means is in helptext.py, which a board never loads.
 import json

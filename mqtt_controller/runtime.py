@@ -34,7 +34,7 @@ def _left(due, now):
 class Runtime:
     def __init__(self, cfg, controller=None, sources=None, display=None, client=None,
                  remote_config=None, flavour="py"):
-        """remote_config: a remote.Remote already started over cfg (build()), or None: one
+        """remote_config: a remote.Remote already started over cfg (startup.build()), or None: one
         kept beside the state file, its saved set applied to the sources given. flavour: the
         release files this basket runs, py (a host) or mpy (a board)."""
         self.cfg = cfg
@@ -594,25 +594,6 @@ def restore(cfg):
     log.info("restored %s state with %d item(s) from %s", c.state, c.cart.count(),
              cfg.state_file)
     return c
-
-
-def build(get=None, remote_file=None, flavour="py"):
-    """(cfg, Runtime) from settings: get(key) -> value or None; None reads the environment.
-    The saved remote configuration (remote_file, default beside CART_STATE_FILE) is laid over
-    the settings before the I/O opens. flavour: the release files of this basket's updates
-    (a board: mpy). Raises ValueError (ConfigError, a bad ITEM_SOURCE / DISPLAY) or OSError
-    (the CA file). Then releases config.py: start-up code, its heap is free again on
-    MicroPython."""
-    from mqtt_controller import config
-
-    cfg = config.load(get)
-    rc = remote.Remote(remote_file or remote.path_for(cfg))
-    rc.start(cfg)
-    src, disp, client = open_io(cfg)
-    rt = Runtime(cfg, sources=[src], display=disp, client=client, remote_config=rc,
-                 flavour=flavour)
-    compat.release("config")
-    return cfg, rt
 
 
 def open_io(cfg):

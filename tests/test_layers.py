@@ -37,7 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "display": {"compat", "controller", "log", "lcd"},
     "lcd": {"compat", "display", "log"},
     # the shell
-    "runtime": {"backoff", "cart", "compat", "controller", "log", "packet", "store", "config",
+    "runtime": {"backoff", "cart", "compat", "controller", "log", "packet", "store",
                 "display", "items", "mqtt", "tls", "umqtt_adapter", "remote",
                 "health", "otarun"},
     "remote": {"compat", "log", "store", "config"},
@@ -49,14 +49,15 @@ ALLOWED: dict[str, set[str]] = {
     # start-up (config.py is released once the basket runs) and the two entry points
     "config": {"compat", "log", "protocol", "yrm100"},
     "helptext": {"config"},
-    "__main__": {"compat", "log", "helptext", "runtime", "otaboot"},
-    "board": {"compat", "health", "log", "config", "runtime", "otaboot"},
+    "startup": {"compat", "config", "remote", "runtime"},
+    "__main__": {"compat", "log", "helptext", "startup", "otaboot"},
+    "board": {"compat", "health", "log", "config", "startup", "otaboot"},
     "__init__": set(),
 }
 # Imported only inside functions (or at the top of another module of this set), so a basket
 # that does not need them never loads them, and config.py can be released after start-up.
-LAZY_ONLY = {"config", "runtime", "helptext", "lcd", "rfid", "items", "display", "mqtt", "tls",
-             "umqtt_adapter", "otarun", "otaget", "ota", "otaboot"}
+LAZY_ONLY = {"config", "runtime", "startup", "helptext", "lcd", "rfid", "items", "display",
+             "mqtt", "tls", "umqtt_adapter", "otarun", "otaget", "ota", "otaboot"}
 IO_MODULES = {"socket", "select", "os", "machine", "network", "ssl", "termios", "fcntl", "time"}
 
 # The dashboard's modules, in order: each may import only those before it.

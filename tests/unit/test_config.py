@@ -149,18 +149,20 @@ def test_help_lists_every_key_with_a_meaning():
     assert "[1-65535; default: 1883]" in text and "[-128 to 0; default: -58]" in text
 
 
-def test_runtime_build_releases_config_on_micropython():
-    # start-up code gives its heap back on a board: runtime.build() drops config.py from
-    # sys.modules, and Config has no methods that would keep the module's code alive
+def test_startup_build_releases_config_on_micropython():
+    # start-up code gives its heap back on a board: startup.build() drops config.py (before
+    # the runtime's modules load) and itself from sys.modules, and Config has no methods that
+    # would keep the module's code alive
     import sys
 
     from mqtt_controller import compat
-    from mqtt_controller.runtime import build
+    from mqtt_controller.startup import build
 
     env = {"MQTT_TOPIC": "basket/7", "ITEM_SOURCE": "none", "DISPLAY": "none",
            "CART_STATE_FILE": ""}
     cfg, rt = build(env.get)
     assert cfg.basket_id == 7 and rt.status_topic == "basket/7/status"
     assert ("mqtt_controller.config" not in sys.modules) == compat.MICROPYTHON
+    assert ("mqtt_controller.startup" not in sys.modules) == compat.MICROPYTHON
     for cls in (type(cfg), config.BoardSettings):
         assert [k for k in cls.__dict__ if callable(cls.__dict__[k])] == []
