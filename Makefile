@@ -241,12 +241,12 @@ $(MP_UNPACKED)/.unpacked: $(MP_TARBALL)
 	tar -xJf $< -C $(MP_UNPACKED)
 	@touch $@
 
-# The MicroPython tests on the 32-bit build and on the frozen one. Without a source for them a
-# build that is missing or older than its sources is skipped with a note; under CI (CI=true)
-# that is an error.
+# The MicroPython tests on the 32-bit build and on the frozen one (both run; either failing fails
+# the target). Without a source for them a build that is missing or older than its sources is
+# skipped with a note; under CI (CI=true) that is an error.
 test-firmware: venv mosquitto board-libs $(FIRMWARE_SRC_READY)
 	$(BUILD_FIRMWARE_FOR_TESTS)
-	@for fw in $(MP32) $(MP32_FROZEN); do \
+	@rc=0; for fw in $(MP32) $(MP32_FROZEN); do \
 	  if ! $(MAKE) -q --no-print-directory MICROPYTHON_SRC= $$fw >/dev/null 2>&1; then \
 	    why="$$fw is missing or older than its sources, and there is no MicroPython source to build it (make test MICROPYTHON_SRC=/path/to/micropython; docs/firmware.md)"; \
 	    if [ "$(CI)" = true ]; then echo "error: $$why" >&2; exit 1; fi; \
@@ -254,5 +254,5 @@ test-firmware: venv mosquitto board-libs $(FIRMWARE_SRC_READY)
 	  fi; \
 	  frozen=0; case $$fw in *-frozen) frozen=1;; esac; \
 	  echo "== the MicroPython tests on $$fw (MICROPYTHON_FROZEN=$$frozen) =="; \
-	  MICROPYTHON=$(abspath .)/$$fw MICROPYTHON_FROZEN=$$frozen $(PY) -m pytest -q -k "$(MP_TESTS)" || exit 1; \
-	done
+	  MICROPYTHON=$(abspath .)/$$fw MICROPYTHON_FROZEN=$$frozen $(PY) -m pytest -q -k "$(MP_TESTS)" || rc=1; \
+	done; exit $$rc
