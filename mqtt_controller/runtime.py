@@ -7,7 +7,7 @@
 # With OTA_DIR set, the update agent (otarun.py) is one such hook, fed by <topic>/ota.
 import select
 
-from mqtt_controller import __version__, compat, health, log, remote, store
+from mqtt_controller import __version__, compat, health, log, store
 from mqtt_controller.backoff import Backoff
 from mqtt_controller.cart import CartError
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
@@ -33,10 +33,11 @@ def _left(due, now):
 
 class Runtime:
     def __init__(self, cfg, controller=None, sources=None, display=None, client=None,
-                 remote_config=None, flavour="py"):
-        """remote_config: a remote.Remote already started over cfg (startup.build()), or None: one
-        kept beside the state file, its saved set applied to the sources given. flavour: the
-        release files this basket runs, py (a host) or mpy (a board)."""
+                 remote_config=None, flavour="py", remote_file=None):
+        """remote_config: a remote.Remote already started over cfg (startup.build(): a saved
+        set), or None: one is made at the first config message, kept at remote_file (None:
+        beside the state file). flavour: the release files this basket runs, py (a host) or
+        mpy (a board)."""
         self.cfg = cfg
         self.status_topic = cfg.topic + "/status"
         self.config_topic = cfg.topic + "/config"
@@ -49,12 +50,8 @@ class Runtime:
         self.controller = controller
         self.sources = [s for s in (sources or []) if s is not None]
         self.display = display
-        if remote_config is None:
-            remote_config = remote.Remote(remote.path_for(cfg))
-            remote_config.start(cfg)
-            if remote_config.rev:
-                remote_config.apply(self, remote_config.checked)
         self.remote = remote_config  # rev, set, error: the health report reads them
+        self.remote_file = remote_file
         if client is None:  # imported here: a basket on MQTT_CLIENT=umqtt never loads mqtt.py
             from mqtt_controller.mqtt import MQTTClient
 
@@ -200,7 +197,7 @@ class Runtime:
                 if topic == self.ota_topic:
                     self.ota.unavailable(why)
                 else:
-                    self.remote.unavailable(why, self)
+                    self._remote().unavailable(why, self)
         self._flush()
         if self.connected:  # the commands are handled (and their update sent): ack them
             try:
@@ -439,7 +436,7 @@ class Runtime:
 
     def _message(self, topic, payload):
         if topic == self.config_topic:
-            self.remote.message(payload, self)
+            self._remote().message(payload, self)
             return
         if topic == self.ota_topic and self.ota is not None:
             self.ota.message(payload)
@@ -451,6 +448,15 @@ class Runtime:
             self.controller.reject_command("oversized packet skipped")
             return
         self.controller.command(payload)
+
+    def _remote(self):
+        """The remote configuration, made at the first need: remote.py is loaded only on a
+        basket that has a saved set or gets a config message."""
+        if self.remote is None:
+            from mqtt_controller import remote
+
+            self.remote = remote.Remote(self.remote_file or remote.path_for(self.cfg))
+        return self.remote
 
     # -- outputs ------------------------------------------------------------------------------
     def _flush(self):

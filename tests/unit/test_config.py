@@ -164,5 +164,8 @@ def test_startup_build_releases_config_on_micropython():
     assert cfg.basket_id == 7 and rt.status_topic == "basket/7/status"
     assert ("mqtt_controller.config" not in sys.modules) == compat.MICROPYTHON
     assert ("mqtt_controller.startup" not in sys.modules) == compat.MICROPYTHON
+    # no saved remote set: remote.py waits for a config message
+    assert rt.remote is None
+    assert ("mqtt_controller.remote" not in sys.modules) == compat.MICROPYTHON
     for cls in (type(cfg), config.BoardSettings):
         assert [k for k in cls.__dict__ if callable(cls.__dict__[k])] == []
