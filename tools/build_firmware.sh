@@ -56,6 +56,11 @@ fi
 bash "$here/tools/ensure_packages.sh" "gcc -m32 (gcc-multilib)" \
   "echo 'int main(void){return 0;}' | gcc -m32 -x c - -o /dev/null" gcc-multilib g++-multilib
 
+# One build at a time in this folder (two makes in one object folder break each other).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$work/.lock"
+  flock 9
+fi
 jobs=$(nproc 2>/dev/null || echo 2)
 mpy_cross=$work/mpy-cross/mpy-cross
 obj=$work/obj-$(basename "$out")
