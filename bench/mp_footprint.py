@@ -49,13 +49,15 @@ def controller():
     if os.getenv("BENCH_BOOT") == "env":  # what __main__ does: settings from the environment
         rt = build()[1]
     else:
-        # what main.py does, less Wi-Fi: board.py reads config.json, the runtime connects (and
-        # releases config.py, start-up code)
-        from mqtt_controller import board
+        # what main.py does, less Wi-Fi: board.py's start-up steps (boardstart.py) read
+        # config.json, the runtime connects (and releases config.py, start-up code)
+        from mqtt_controller import board, boardstart, compat  # noqa: F401 - main.py imports board
 
         with open("config.json", "w") as f:
             f.write(CONFIG)
-        get = board._settings("config.json")[0]
+        get = boardstart._settings("config.json")[0]
+        del boardstart
+        compat.release("boardstart")
         rt = build(get)[1]
     for _ in range(50):
         rt.step(100)
@@ -99,7 +101,7 @@ def imports():
     import micropython
 
     names = ["compat", "log", "protocol", "cart", "controller", "config", "packet", "store",
-             "runtime", "mqtt", "board"]
+             "runtime", "mqtt", "board", "boardstart"]
     if os.getenv("BENCH_IMPORTS"):  # the package itself on a line of its own first
         names = ["__init__"] + os.getenv("BENCH_IMPORTS").split(",")
     print("qstr_base")

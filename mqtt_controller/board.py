@@ -3,7 +3,7 @@
 # supervisor that logs a crash and resets. `machine` and `network` are imported where used.
 # This module is factory code: the loader (otaboot.py) may switch the runtime and everything
 # under it to an update in /ota, never this supervisor (a broken update must not break it).
-from mqtt_controller import compat, health, log
+from mqtt_controller import health, log
 from mqtt_controller.compat import print_exception, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 CONFIG_FILE = "config.json"
@@ -18,67 +18,6 @@ SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
 WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
 
 _safe = None  # why the board is in safe mode ("" = it is not), decided once per boot
-
-
-def _settings(path):
-    """(get, BoardSettings) from config.json; raises ConfigError (a ValueError) naming the key.
-    config.py is imported here only: boot() and startup.build() release it after start-up."""
-    from mqtt_controller import config
-
-    get = _with_ota_dir(config.load_file(path))
-    return get, config.board_settings(get)
-
-
-def _with_ota_dir(get):
-    def board_get(key):
-        v = get(key)
-        return OTA_DIR if v is None and key == "OTA_DIR" else v
-
-    return board_get
-
-
-# -- safe mode --------------------------------------------------------------------------------
-def safe_mode(path=CONFIG_FILE):
-    """Why this boot is in safe mode: "" when it is not. A file named `safe` (mpremote touch
-    :safe) or SAFE_PIN held low during the first second. Decided once per boot."""
-    global _safe
-    if _safe is not None:
-        return _safe
-    _safe = ""
-    if _exists(SAFE_FILE):
-        _safe = "the file '%s' exists" % SAFE_FILE
-        return _safe
-    pin_no = 0
-    try:
-        pin_no = _settings(path)[1].safe_pin
-    except ValueError:
-        pass  # a broken config.json still has the default pin
-    if pin_no is None:
-        return _safe
-    try:
-        from machine import Pin
-
-        pin = Pin(pin_no, Pin.IN, Pin.PULL_UP)
-    except (ImportError, ValueError, OSError, TypeError) as e:
-        log.debug("SAFE_PIN %d not usable: %s", pin_no, e)
-        return _safe
-    start = ticks_ms()
-    while ticks_diff(ticks_ms(), start) < SAFE_WINDOW_MS:
-        if pin.value() == 0:
-            _safe = "GPIO%d was held low" % pin_no
-            break
-        sleep_ms(50)
-    return _safe
-
-
-def _exists(path):
-    import os
-
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 # -- Wi-Fi ------------------------------------------------------------------------------------
@@ -141,25 +80,6 @@ class Wifi:
         except OSError:
             pass
         self.wlan.connect(self.s.ssid, self.s.password or "")
-
-    def join(self):
-        """Up to WIFI_RETRIES attempts of WIFI_TIMEOUT_MS each; True when connected."""
-        s = self.s
-        if self.isconnected():
-            log.info("Wi-Fi: already connected to %s as %s", s.ssid, self.address())
-            return True
-        for attempt in range(1, s.retries + 1):
-            log.info("Wi-Fi: joining %s (attempt %d of %d)", s.ssid, attempt, s.retries)
-            self.start()
-            start = ticks_ms()
-            while ticks_diff(ticks_ms(), start) < s.timeout_ms:
-                if self.isconnected():
-                    log.info("Wi-Fi: connected to %s as %s", s.ssid, self.address())
-                    return True
-                sleep_ms(100)
-            log.warning("Wi-Fi: attempt %d failed (%s)", attempt, self.reason())
-        return False
-
 
 class WifiWatch:
     """A turn hook of the runtime (turn(now)): notices a lost link, rejoins in the background,
@@ -260,56 +180,26 @@ class BoardHealth:
 
 # -- boot.py and main.py ----------------------------------------------------------------------
 def boot(path=CONFIG_FILE):
-    """boot.py: joins Wi-Fi. Never raises: a board without Wi-Fi still reaches main.py and
-    the REPL. Returns True when the network is up."""
-    try:
-        why = safe_mode(path)
-        if why:
-            print("boot: SAFE MODE (%s): Wi-Fi and the controller are skipped" % why)
-            if why.startswith("the file"):
-                print("boot: to leave safe mode: mpremote rm :%s, then reset" % SAFE_FILE)
-            return False
-        s = _settings(path)[1]
-        if not s.ssid:
-            log.info("Wi-Fi: WIFI_SSID not set in %s; not started", path)
-            return False
-        if Wifi(s).join():
-            return True
-        log.warning("Wi-Fi: not connected after %d attempt(s); main.py keeps trying", s.retries)
-    except ValueError as e:
-        print("boot: configuration error: %s" % e)
-    except KeyboardInterrupt:
-        print("boot: interrupted; Wi-Fi not joined")
-    except Exception as e:  # whatever it is, the REPL must stay reachable
-        print("boot: Wi-Fi set-up failed:")
-        print_exception(e)
-    finally:
-        compat.release("config")
-    return False
+    """boot.py: joins Wi-Fi (boardstart.boot). Never raises; True when the network is up."""
+    from mqtt_controller import boardstart  # start-up code: it releases itself
+
+    return boardstart.boot(path)
 
 
 def main(path=CONFIG_FILE):
     """main.py: runs the basket until Ctrl-C. A configuration error is printed and main.py
     ends (the REPL stays usable to fix config.json); a crash is logged and resets the board."""
-    why = safe_mode(path)
-    if why:
-        print("main: SAFE MODE (%s): controller not started" % why)
-        return "safe"
     try:
-        get, s = _settings(path)
-        cfg, rt = _start(get)
-    except ValueError as e:
-        print("configuration error: %s" % e)
-        print("fix it (e.g. mpremote edit :%s), then reset the board" % path)
-        return "config"
-    except OSError as e:  # the CA file is the only file read here
-        print("configuration error: MQTT_CAFILE: cannot read it (%s)" % e)
-        return "config"
+        from mqtt_controller import boardstart  # start-up code: it releases itself
+
+        got = boardstart.start(path)
+        del boardstart  # nothing left to keep it: its heap is free again
     except Exception as e:  # e.g. MemoryError: a reset may well cure it
         crash(e)
         return "crashed"
-    log.info("basket %d on %s, broker %s:%d%s, items from %s", cfg.basket_id, cfg.topic,
-             cfg.host, cfg.port, " (TLS)" if cfg.tls else "", cfg.item_source)
+    if isinstance(got, str):  # "safe", "config": said on the console
+        return got
+    rt, s = got
     wdt = None
     try:
         wifi = Wifi(s) if s.ssid else None
@@ -339,25 +229,6 @@ def main(path=CONFIG_FILE):
         print("the watchdog keeps running: the board resets within %d ms (safe mode avoids "
               "that)" % s.watchdog_ms)
     return "stopped"
-
-
-def _start(get):
-    """(cfg, rt) of the version the loader picks from OTA_DIR (otaboot.start: a trial that
-    fails to import or build is rolled back at once and the current version built)."""
-    def build():
-        from mqtt_controller.startup import build  # from the version otaboot switched to
-
-        return build(get, REMOTE_FILE, flavour="mpy")  # a board's updates: .mpy files
-
-    ota_dir = get("OTA_DIR")
-    if not ota_dir or not isinstance(ota_dir, str):
-        return build()
-    from mqtt_controller import otaboot
-
-    try:
-        return otaboot.start(ota_dir, build)
-    finally:  # start-up code: its heap is free again (the agent imports it when needed)
-        compat.release("otaboot")
 
 
 def loop(rt, watch, wdt, max_wait_ms=None):

@@ -51,12 +51,13 @@ ALLOWED: dict[str, set[str]] = {
     "helptext": {"config"},
     "startup": {"compat", "config", "remote", "runtime"},
     "__main__": {"compat", "log", "helptext", "startup", "otaboot"},
-    "board": {"compat", "health", "log", "config", "startup", "otaboot"},
+    "board": {"health", "log", "compat", "boardstart"},
+    "boardstart": {"board", "compat", "log", "config", "startup", "otaboot"},
     "__init__": set(),
 }
 # Imported only inside functions (or at the top of another module of this set), so a basket
 # that does not need them never loads them, and config.py can be released after start-up.
-LAZY_ONLY = {"config", "runtime", "startup", "remote", "helptext", "lcd", "rfid", "items",
+LAZY_ONLY = {"config", "runtime", "startup", "boardstart", "remote", "helptext", "lcd", "rfid", "items",
              "display", "mqtt", "tls", "umqtt_adapter", "otarun", "otaget", "ota", "otaboot"}
 IO_MODULES = {"socket", "select", "os", "machine", "network", "ssl", "termios", "fcntl", "time"}
 
