@@ -43,7 +43,9 @@ def test_fleet_page_in_chromium(broker, sqlite_db, services, baskets,
     # Uptimes 100000 and 9000: sorted as numbers basket 2 comes first, as text it would not.
     b1.health(uptime_s=100000, rssi=-58, battery_mv=3950, mem_free=61000,
               runtime="micropython 1.28.0", readers=READERS_OK[:1])
-    b2.health(uptime_s=9000, rssi=-71, readers=READER_DOWN)
+    b2.health(uptime_s=9000, rssi=-71, readers=READER_DOWN,
+              ota={"state": "rolled_back", "version": "0.2.0",
+                   "error": "ImportError: no module named 'nope'"})
     svc.wait_line(r"basket 2: health report stored")
 
     # The dashboard's card carries the alert badge; its title names the alert.
@@ -75,6 +77,12 @@ def test_fleet_page_in_chromium(broker, sqlite_db, services, baskets,
     expect(r1.locator("td.battery")).to_have_text("3,950 mV")
     expect(r1.locator("td.version")).to_have_attribute("title", "micropython 1.28.0")
     expect(r2.locator("td.battery")).to_have_text("—")
+    # The update column: basket 1 reports no updates (off), basket 2 a rollback and why.
+    expect(r1.locator("td.ota")).to_have_attribute("data-state", "off")
+    expect(r2.locator("td.ota")).to_have_class(re.compile(r"\bbad\b"))
+    expect(r2.locator("td.ota .otastate")).to_have_text("되돌림 · rolled back")
+    expect(r2.locator("td.ota .otaversion")).to_have_text("0.2.0")
+    expect(r2.locator("td.ota .otaerror")).to_have_text("ImportError: no module named 'nope'")
     expect(page.locator("#fleetsum")).to_contain_text("1 of 2 with alerts")
     assert row_order(page) == ["1", "2"]
     page.set_viewport_size({"width": 1280, "height": 360})
@@ -102,8 +110,11 @@ def test_fleet_page_in_chromium(broker, sqlite_db, services, baskets,
     # Live: a new report changes the row without a reload (the mark survives), and the
     # sort order stays as chosen.
     page.evaluate("window.__notReloaded = true")
-    b2.health(uptime_s=9060, rssi=-66, readers=READERS_OK)
+    b2.health(uptime_s=9060, rssi=-66, readers=READERS_OK,
+              ota={"state": "downloading", "version": "0.2.1", "error": None})
     expect(r2.locator("td.uptime")).to_have_text("2h 31m")
+    expect(r2.locator("td.ota .otastate")).to_have_text("받는 중 · downloading")
+    expect(r2.locator("td.ota")).not_to_have_class(re.compile(r"\bbad\b"))
     expect(r2).not_to_have_class(re.compile(r"\balerting\b"))
     expect(r2).to_have_attribute("data-alerts", "0")
     expect(r2.locator("td.readers")).to_have_text("2/2 ok")
