@@ -6,7 +6,6 @@ board run (main.py with the stand-in `machine` and `network`) reports rssi, mem_
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ from typing import Any
 import pytest
 
 from mqtt_controller import __version__
-from tests.support.board_proc import BoardProc
+from tests.support.board_proc import BoardProc, make_flash
 from tests.support.broker import Broker
 from tests.support.peer import Peer
-from tests.support.process import ROOT, ControllerProc
+from tests.support.process import ControllerProc
 from tools.yrm100_emulator import Yrm100Emulator
 
 HEALTH = "basket/1/health"
@@ -123,15 +122,8 @@ def test_a_reader_unplugged_shows_down_within_two_reports_and_ok_when_back(
 
 def test_a_board_reports_rssi_mem_free_boot_and_battery(tmp_path: Path, broker: Broker,
                                                         service: Peer) -> None:
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    for name in ("boot.py", "main.py"):
-        shutil.copy(ROOT / name, flash / name)
-    (flash / "config.json").write_text(json.dumps({
-        "WIFI_SSID": "shop-floor", "WIFI_PASSWORD": "wifi-secret", "WIFI_TIMEOUT_MS": "1000",
-        "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker.port), "MQTT_USER": "basket1",
-        "MQTT_PASSWORD": "basket1-pw", "MQTT_TOPIC": "basket/1", "ITEM_SOURCE": "none",
-        "HEALTH_INTERVAL_S": "1", "BATTERY_ADC_PIN": "34", "BATTERY_DIVIDER": "2000"}))
+    flash = make_flash(tmp_path, broker.port, DISPLAY="console", HEALTH_INTERVAL_S="1",
+                       BATTERY_ADC_PIN="34", BATTERY_DIVIDER="2000")
     (flash / "rssi").write_text("-67")
     (flash / "reset_cause").write_text("3")  # WDT_RESET
     (flash / "adc34").write_text("1850000")  # 1.85 V at the pin: 3.7 V at the battery

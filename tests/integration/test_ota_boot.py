@@ -20,7 +20,7 @@ import pytest
 
 from mqtt_controller import __version__ as FACTORY
 from mqtt_controller import ota
-from tests.support.board_proc import BoardProc
+from tests.support.board_proc import BoardProc, make_flash
 from tests.support.broker import Broker, free_port
 from tests.support.ota_release import make_release
 from tests.support.peer import Peer
@@ -239,16 +239,7 @@ def test_exit_status_3_of_the_runtime_comes_through_the_loader(interp: str,
 
 # -- a board ----------------------------------------------------------------------------------
 def flash_with(tmp_path: Path, broker: Broker) -> Path:
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    for name in ("boot.py", "main.py"):
-        shutil.copy(ROOT / name, flash / name)
-    (flash / "config.json").write_text(json.dumps({
-        "WIFI_SSID": "shop-floor", "WIFI_PASSWORD": "wifi-secret", "WIFI_TIMEOUT_MS": "1000",
-        "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker.port), "MQTT_USER": "basket1",
-        "MQTT_PASSWORD": "basket1-pw", "MQTT_TOPIC": "basket/1", "ITEM_SOURCE": "none",
-        "DISPLAY": "none"}))
-    return flash
+    return make_flash(tmp_path, broker.port)
 
 
 def test_a_board_rolls_a_broken_trial_in_ota_back_to_the_update_before_it(

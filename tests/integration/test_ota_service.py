@@ -32,7 +32,7 @@ import pytest
 
 from mqtt_controller import __version__ as FACTORY
 from mqtt_controller import otaboot
-from tests.support.board_proc import BoardProc
+from tests.support.board_proc import BoardProc, make_flash
 from tests.support.broker import Broker, acl_text, free_port
 from tests.support.faultproxy import FaultProxy
 from tests.support.ota_release import KEY, corrupt, restarted, wait_ota
@@ -460,16 +460,7 @@ def test_kill_9_at_any_moment_of_an_update_boots_a_complete_version(
 
 # -- a board -------------------------------------------------------------------------------------
 def board_flash(tmp_path: Path, broker: Broker) -> Path:
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    for name in ("boot.py", "main.py"):
-        shutil.copy(ROOT / name, flash / name)
-    (flash / "config.json").write_text(json.dumps({
-        "WIFI_SSID": "shop-floor", "WIFI_PASSWORD": "wifi-secret", "WIFI_TIMEOUT_MS": "1000",
-        "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker.port), "MQTT_USER": "basket1",
-        "MQTT_PASSWORD": "basket1-pw", "MQTT_TOPIC": "basket/1", "ITEM_SOURCE": "none",
-        "DISPLAY": "none", "OTA_KEY": KEY, "OTA_TRIAL_S": "30"}))
-    return flash
+    return make_flash(tmp_path, broker.port, OTA_KEY=KEY, OTA_TRIAL_S="30")
 
 
 def test_a_board_takes_v2_from_the_service_resets_and_confirms_the_trial(

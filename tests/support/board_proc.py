@@ -4,6 +4,8 @@ port. `BoardProc` is the one process wrapper (tests.support.process.Process) on 
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from tests.support.process import MICROPYTHON, ROOT, Process, clean_env, mp_path
@@ -16,6 +18,22 @@ def mp_env(**extra: str) -> dict[str, str]:
     the package frozen in) and lib/ on MICROPYPATH, nothing of the caller's controller
     settings."""
     return clean_env(MICROPYPATH=mp_path(ROOT / "lib"), **extra)
+
+
+def make_flash(tmp_path: Path, broker_port: int, **settings: str) -> Path:
+    """A fake flash folder `flash` under tmp_path: boot.py and main.py, and a config.json for
+    basket 1 on a loopback broker (Wi-Fi up, no items, no display) with `settings` on top."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    for name in ("boot.py", "main.py"):
+        shutil.copy(ROOT / name, flash / name)
+    config = {"WIFI_SSID": "shop-floor", "WIFI_PASSWORD": "wifi-secret",
+              "WIFI_TIMEOUT_MS": "1000", "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker_port),
+              "MQTT_USER": "basket1", "MQTT_PASSWORD": "basket1-pw", "MQTT_TOPIC": "basket/1",
+              "ITEM_SOURCE": "none", "DISPLAY": "none"}
+    config.update(settings)
+    (flash / "config.json").write_text(json.dumps(config))
+    return flash
 
 
 class BoardProc(Process):
