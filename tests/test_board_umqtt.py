@@ -34,7 +34,8 @@ def controller(broker: Broker, tmp_path: Path, **extra: str) -> Process:
                     CART_STATE_FILE=str(tmp_path / "state.json"), LOG_LEVEL="debug")
     settings.update(extra)
     env = mp_env(**settings)
-    return Process([MICROPYTHON, "-m", "mqtt_controller"], env).start(stdin=True)
+    # cwd: a folder without the checkout's package, so a frozen build runs its own
+    return Process([MICROPYTHON, "-m", "mqtt_controller"], env, cwd=tmp_path).start(stdin=True)
 
 
 def test_shopping_session_through_umqtt(broker: Broker, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import struct
 import subprocess
-import sys
 import termios
 import threading
 import time
@@ -19,7 +18,7 @@ import pytest
 
 from tests.support import fakebroker as fb
 from tests.support.fakebroker import Conn, FakeBroker
-from tests.support.process import ControllerProc
+from tests.support.process import INTERPRETERS, ControllerProc, mp_path
 
 INTERPS = ["cpython", "micropython"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,11 +314,9 @@ def test_client_memory_stays_bounded_under_a_200_mb_publish(interp: str) -> None
 
     broker = FakeBroker([first])
     try:
-        exe = str(Path(sys.executable).parent / ("micropython" if interp == "micropython"
-                                                  else "python"))
-        proc = subprocess.run([exe, str(MEM_SCRIPT), str(broker.port)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120,
-                              env={"PYTHONPATH": str(ROOT), "MICROPYPATH": ".frozen:" + str(ROOT)})
+        proc = subprocess.run([INTERPRETERS[interp], str(MEM_SCRIPT), str(broker.port)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={"PYTHONPATH": str(ROOT), "MICROPYPATH": mp_path()})
     finally:
         broker.close()
     out = proc.stdout + proc.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mqtt_controller import compat, rfid, yrm100
-from tests.support.process import Process
+from tests.support.process import MICROPYTHON, Process
 from tools.yrm100_emulator import Yrm100Emulator, make_epc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,7 +233,7 @@ src.close()
 
 
 def test_the_source_under_micropython(emu: Yrm100Emulator, tmp_path: Path) -> None:
-    mp = Path(sys.executable).parent / "micropython"
+    mp = Path(MICROPYTHON)  # $MICROPYTHON (e.g. the 32-bit build) or the venv's
     if not mp.exists():
         pytest.skip("no MicroPython unix port in the venv")
     script = tmp_path / "driver.py"

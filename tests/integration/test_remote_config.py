@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.broker import Broker
 from tests.support.peer import Peer
-from tests.support.process import ControllerProc
+from tests.support.process import ControllerProc, mp_path
 from tools.yrm100_emulator import Yrm100Emulator, make_epc
 
 UPD = "basket/1/update"
@@ -175,7 +175,7 @@ def test_the_umqtt_client_takes_configs_too(broker: Broker, backend: Peer) -> No
     if not (ROOT / "lib" / "umqtt" / "simple.py").exists():
         pytest.skip("lib/umqtt/simple.py missing: run `make board-libs`")
     c = ControllerProc("micropython", broker.port, MQTT_CLIENT="umqtt",
-                       MICROPYPATH=".frozen:%s:%s" % (ROOT, ROOT / "lib"))
+                       MICROPYPATH=mp_path(ROOT / "lib"))
     try:
         c.start()
         backend.publish(CONFIG, b'{"rev":2,"set":{"RFID_ABSENCE":5}}', retain=True)
