@@ -12,7 +12,7 @@ from mqtt_controller.packet import MQTTException
 
 MAX_INFLIGHT = 8
 _MAX_STRAY_PINGRESP = 3
-_READ_CHUNK = 1024
+_READ_CHUNK = 512  # a socket read: the buffer a read needs in one piece of a fragmented heap
 _READ_PACKETS = 32  # packets per _read(): the rest waits in the socket (a flood of tiny packets)
 _WRITE_TIMEOUT_MS = 10000
 _DRAIN_MS = 200  # after DISCONNECT: how long to wait for the broker to close
