@@ -9,9 +9,8 @@ import select
 
 from mqtt_controller import __version__, compat, health, log, store
 from mqtt_controller.backoff import Backoff
-from mqtt_controller.cart import CartError
 from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms
-from mqtt_controller.controller import NONE, NOW, SHOPPING, Controller
+from mqtt_controller.controller import NONE, NOW, SHOPPING
 from mqtt_controller.packet import MQTTException
 
 BACKOFF_FIRST_MS = 1000  # broker: 0.5-1 s, 1-2 s, 2-4 s ... 15-30 s (jittered)
@@ -45,7 +44,9 @@ class Runtime:
         self.avail_topic = cfg.topic + "/availability"
         self.health_topic = cfg.topic + "/health"
         self.ota_topic = cfg.topic + "/ota"
-        if controller is None:
+        if controller is None:  # startup.build() passes the one it restored
+            from mqtt_controller.startup import restore
+
             controller = restore(cfg)
         self.controller = controller
         self.sources = [s for s in (sources or []) if s is not None]
@@ -584,41 +585,6 @@ class Runtime:
         log.info("stopped; commands %d (rejected %d, stale totals %d), items %d (rejected %d, "
                  "ignored %d)", c["commands"], c["rejected_commands"], c["stale_totals"],
                  c["items"], c["rejected_items"], c["ignored_items"])
-
-
-def restore(cfg):
-    """The controller from CART_STATE_FILE: idle (with a warning) when the file is missing,
-    corrupt or holds entries out of range; a bad file never stops the basket."""
-    saved = store.load(cfg.state_file)
-    if not saved:
-        return Controller(cfg.basket_id)
-    try:
-        c = Controller(cfg.basket_id, saved["state"], saved.get("list"), saved.get("total"))
-    except CartError as e:
-        log.warning("state file %s holds a bad cart (%s); starting idle", cfg.state_file, e)
-        return Controller(cfg.basket_id)
-    log.info("restored %s state with %d item(s) from %s", c.state, c.cart.count(),
-             cfg.state_file)
-    return c
-
-
-def open_io(cfg):
-    """(item source, display, client) for cfg, each None when not configured (client: the
-    built-in one). A module is imported only when its setting asks for it: code costs heap."""
-    src = disp = client = None
-    if cfg.item_source != "none":
-        from mqtt_controller import items
-
-        src = items.open_source(cfg.item_source, cfg.settings)
-    if cfg.display != "none":
-        from mqtt_controller import display
-
-        disp = display.open_display(cfg.display)
-    if cfg.mqtt_client != "builtin":
-        from mqtt_controller.umqtt_adapter import client_for
-
-        client = client_for(cfg)
-    return src, disp, client
 
 
 def _reason(e):

@@ -26,10 +26,49 @@ def build(get=None, remote_file=None, flavour="py"):
     del remote
     compat.release("config")
     gc.collect()
-    from mqtt_controller.runtime import Runtime, open_io
+    from mqtt_controller.runtime import Runtime
 
     src, disp, client = open_io(cfg)
-    rt = Runtime(cfg, sources=[src], display=disp, client=client, remote_config=rc,
-                 flavour=flavour, remote_file=path)
+    rt = Runtime(cfg, controller=restore(cfg), sources=[src], display=disp, client=client,
+                 remote_config=rc, flavour=flavour, remote_file=path)
     compat.release("startup")  # this module too, once the caller lets go of build()
     return cfg, rt
+
+
+def restore(cfg):
+    """The controller from CART_STATE_FILE: idle (with a warning) when the file is missing,
+    corrupt or holds entries out of range; a bad file never stops the basket."""
+    from mqtt_controller import log, store
+    from mqtt_controller.cart import CartError
+    from mqtt_controller.controller import Controller
+
+    saved = store.load(cfg.state_file)
+    if not saved:
+        return Controller(cfg.basket_id)
+    try:
+        c = Controller(cfg.basket_id, saved["state"], saved.get("list"), saved.get("total"))
+    except CartError as e:
+        log.warning("state file %s holds a bad cart (%s); starting idle", cfg.state_file, e)
+        return Controller(cfg.basket_id)
+    log.info("restored %s state with %d item(s) from %s", c.state, c.cart.count(),
+             cfg.state_file)
+    return c
+
+
+def open_io(cfg):
+    """(item source, display, client) for cfg, each None when not configured (client: the
+    built-in one). A module is imported only when its setting asks for it: code costs heap."""
+    src = disp = client = None
+    if cfg.item_source != "none":
+        from mqtt_controller import items
+
+        src = items.open_source(cfg.item_source, cfg.settings)
+    if cfg.display != "none":
+        from mqtt_controller import display
+
+        disp = display.open_display(cfg.display)
+    if cfg.mqtt_client != "builtin":
+        from mqtt_controller.umqtt_adapter import client_for
+
+        client = client_for(cfg)
+    return src, disp, client

@@ -37,9 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "display": {"compat", "controller", "log", "lcd"},
     "lcd": {"compat", "display", "log"},
     # the shell
-    "runtime": {"backoff", "cart", "compat", "controller", "log", "packet", "store",
-                "display", "items", "mqtt", "tls", "umqtt_adapter", "remote",
-                "health", "otarun"},
+    "runtime": {"backoff", "compat", "controller", "log", "packet", "store", "startup",
+                "mqtt", "tls", "remote", "health", "otarun"},
     "remote": {"compat", "log", "store", "config"},
     # updates over the air: the agent every turn, the rest only for an update step
     "otarun": {"backoff", "compat", "controller", "log", "otaget"},
@@ -49,7 +48,8 @@ ALLOWED: dict[str, set[str]] = {
     # start-up (config.py is released once the basket runs) and the two entry points
     "config": {"compat", "log", "protocol", "yrm100"},
     "helptext": {"config"},
-    "startup": {"compat", "config", "remote", "runtime"},
+    "startup": {"cart", "compat", "config", "controller", "display", "items", "log", "remote",
+                "runtime", "store", "umqtt_adapter"},
     "__main__": {"compat", "log", "helptext", "startup", "otaboot"},
     "board": {"health", "log", "compat", "boardstart"},
     "boardstart": {"board", "compat", "log", "config", "startup", "otaboot"},

@@ -7,7 +7,7 @@ import os
 
 from _util import MICROPYTHON, raises, skip
 
-from mqtt_controller import backoff, board, compat, log, packet, protocol, runtime
+from mqtt_controller import backoff, board, compat, log, packet, protocol, runtime, startup
 from mqtt_controller.controller import SHOPPING, Controller
 from mqtt_controller.mqtt import MQTTClient
 
@@ -379,7 +379,7 @@ def test_state_file_with_out_of_range_entries_starts_idle_with_a_warning():
         for doc in bad:
             with open(path, "w") as f:
                 f.write(json.dumps(doc))
-            c = runtime.restore(Cfg(path))
+            c = startup.restore(Cfg(path))
             if "total" in doc:  # a bad total alone: the cart is kept, the total dropped
                 assert c.view() == (SHOPPING, 1, 2, None), doc
                 continue
