@@ -9,9 +9,19 @@
 # "[display] basket 1 | 3 items | TOTAL 15,000 KRW") or "lcd:BUS:ADDR[:SDA:SCL]" (e.g.
 # "lcd:1:0x27" on the Pi, "lcd:0:0x27:21:22" on an ESP32); bad spec -> ValueError naming DISPLAY.
 # The LCD's display class lives in lcd.py, so a basket with a console (or none) never loads it.
+import sys
+
 from mqtt_controller import log
-from mqtt_controller.compat import stdout_line
 from mqtt_controller.controller import group_thousands as group
+
+
+def stdout_line(text):
+    """Prints a line at once, also when stdout is a file or a pipe (journald, tests)."""
+    sys.stdout.write(text + "\n")
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError):
+        pass
 
 
 def total_text(total, width=16):

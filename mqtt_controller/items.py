@@ -2,17 +2,69 @@
 # Each has pollables() / read(now_ms) / next_ms(now_ms) / set_active(shopping) / close(), and
 # status(now_ms) / status_changes for the health report (no RFID readers here: [] and 0).
 # A source that cannot be opened or fails is reopened with back-off, like an RFID reader.
+import sys
+
 from mqtt_controller import log
 from mqtt_controller.backoff import REOPEN_CAP_MS, REOPEN_FIRST_MS, Backoff
 from mqtt_controller.cart import MAX_LINE
-from mqtt_controller.compat import (
-    NonBlockingReader,
-    binary_stdin,
-    open_unbuffered,
-    ticks_add,
-    ticks_diff,
-    ticks_ms,
-)
+from mqtt_controller.compat import ticks_add, ticks_diff, ticks_ms, would_block
+
+
+# -- reading a stream without blocking (here, not in compat.py: only an item source needs it)
+def binary_stdin():
+    """Standard input as bytes (a port without sys.stdin.buffer reads bytes from sys.stdin)."""
+    return getattr(sys.stdin, "buffer", sys.stdin)
+
+
+def open_unbuffered(path, mode):
+    """open() without a buffer, so "r+b" works on a FIFO or tty (CPython's buffered random
+    access needs a seekable file); MicroPython's open() takes no buffering argument."""
+    try:
+        return open(path, mode, 0)
+    except TypeError:
+        return open(path, mode)
+
+
+class NonBlockingReader:
+    """Reads whatever a stream (stdin, FIFO, tty) has without blocking: read() returns bytes,
+    b"" when nothing is there yet, None at end of input."""
+
+    def __init__(self, stream, limit=256):
+        self.stream = stream
+        self.limit = limit
+        self._fd = None
+        self._poll = None
+        try:
+            import os
+
+            fd = stream if isinstance(stream, int) else stream.fileno()
+            os.set_blocking(fd, False)  # CPython: one os.read takes what is there
+            self._fd = fd
+        except (ImportError, AttributeError, OSError):
+            import select  # MicroPython: no os.read, so a byte at a time while poll says so
+
+            self._poll = select.poll()
+            self._poll.register(stream, select.POLLIN)
+
+    def read(self):
+        if self._fd is not None:
+            import os
+
+            try:
+                data = os.read(self._fd, self.limit)
+            except OSError as e:
+                if would_block(e):
+                    return b""
+                raise
+            return data if data else None
+        out = bytearray()
+        while len(out) < self.limit and self._poll.poll(0):
+            b = self.stream.read(1)
+            if not b:
+                return bytes(out) if out else None
+            out.extend(b)
+        return bytes(out)
+
 
 
 class LineSplitter:
