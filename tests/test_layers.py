@@ -57,8 +57,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Imported only inside functions (or at the top of another module of this set), so a basket
 # that does not need them never loads them, and config.py can be released after start-up.
-LAZY_ONLY = {"config", "runtime", "startup", "boardstart", "remote", "helptext", "lcd", "rfid", "items",
-             "display", "mqtt", "tls", "umqtt_adapter", "otarun", "otaget", "ota", "otaboot"}
+LAZY_ONLY = {"config", "runtime", "startup", "boardstart", "remote", "helptext", "lcd", "rfid",
+             "items", "display", "mqtt", "tls", "umqtt_adapter", "otarun", "otaget", "ota",
+             "otaboot"}
 IO_MODULES = {"socket", "select", "os", "machine", "network", "ssl", "termios", "fcntl", "time"}
 
 # The dashboard's modules, in order: each may import only those before it.
