@@ -17,7 +17,9 @@ RESET_DELAY_MS = 5000  # after a crash: time to read the message (and to press C
 SAFE_WINDOW_MS = 1000  # SAFE_PIN is watched this long at boot
 WIFI_CHECK_MS = 2000  # how often the running loop looks at the Wi-Fi link
 
-_safe = None  # why the board is in safe mode ("" = it is not), decided once per boot
+# Why the board is in safe mode ("" = it is not), decided once per boot by boardstart.safe_mode
+# and kept here, in the module that stays loaded (boardstart is released after boot.py)
+safe = None
 
 
 # -- Wi-Fi ------------------------------------------------------------------------------------

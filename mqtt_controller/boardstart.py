@@ -29,34 +29,34 @@ def _with_ota_dir(get):
 def safe_mode(path=CONFIG_FILE):
     """Why this boot is in safe mode: "" when it is not. A file named `safe` (mpremote touch
     :safe) or SAFE_PIN held low during the first second. Decided once per boot (kept in
-    board._safe: this module is released between boot.py and main.py)."""
-    if board._safe is not None:
-        return board._safe
-    board._safe = ""
+    board.safe: this module is released between boot.py and main.py)."""
+    if board.safe is not None:
+        return board.safe
+    board.safe = ""
     if _exists(SAFE_FILE):
-        board._safe = "the file '%s' exists" % SAFE_FILE
-        return board._safe
+        board.safe = "the file '%s' exists" % SAFE_FILE
+        return board.safe
     pin_no = 0
     try:
         pin_no = _settings(path)[1].safe_pin
     except ValueError:
         pass  # a broken config.json still has the default pin
     if pin_no is None:
-        return board._safe
+        return board.safe
     try:
         from machine import Pin
 
         pin = Pin(pin_no, Pin.IN, Pin.PULL_UP)
     except (ImportError, ValueError, OSError, TypeError) as e:
         log.debug("SAFE_PIN %d not usable: %s", pin_no, e)
-        return board._safe
+        return board.safe
     start = ticks_ms()
     while ticks_diff(ticks_ms(), start) < board.SAFE_WINDOW_MS:
         if pin.value() == 0:
-            board._safe = "GPIO%d was held low" % pin_no
+            board.safe = "GPIO%d was held low" % pin_no
             break
         sleep_ms(50)
-    return board._safe
+    return board.safe
 
 
 def _exists(path):
