@@ -136,6 +136,8 @@ def test_wifi_down_at_boot_then_joined_by_main(broker: Broker, peer: Peer,
     back = proc.wait_line(r"INFO Wi-Fi: back on shop-floor as 10\.0\.0\.2 after 2 attempt",
                           timeout=20)
     peer.wait_payload("basket/1/availability", b"online")
+    # The broker's "online" can come before the board's own log line is read: wait for it.
+    proc.wait_line(r"connected to 127\.0\.0\.1|connect attempt")
     lines = proc.output().splitlines()
     first_broker = next(i for i, ln in enumerate(lines) if "connected to 127.0.0.1" in ln
                         or "connect attempt" in ln)
