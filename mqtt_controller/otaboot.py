@@ -250,17 +250,42 @@ def fail_trial(ota_dir, reason):
     return version, path
 
 
+def fail_current(ota_dir, reason):
+    """The current (confirmed) version does not start any more (its code: e.g. a damaged file):
+    back to the previous version, then the factory code; (version, path) to run instead."""
+    state = read_state(ota_dir)
+    s = dict(state)
+    s["last"] = record("failed", s["current"], reason)
+    s["current"], s["previous"] = s["previous"], None
+    try:
+        write_state(ota_dir, s)
+        version, path, _ = _pick(ota_dir, True, say=False)
+    except OSError:  # nothing to record it in: this start runs the factory code
+        version, path = None, None
+    _say("WARNING", "%s failed at start (%s): falling back to %s" % (
+        state["current"], reason, name(version)))
+    return version, path
+
+
 def start(ota_dir, build):
     """Switches to the version to run and returns build() (which imports the runtime and builds
     it there). A trial whose import or build raises is rolled back and build() runs again on
-    the current version; errors of a version not on trial are raised as they come."""
+    the current version. So does a current version whose code fails (back to the previous one,
+    then the factory code); a bad setting or CA file (ValueError, OSError) or a MemoryError is
+    the same for every version and is raised as it comes, as is any error of the factory code."""
     version, path, trial = _pick(ota_dir, True) if ota_dir else (None, None, False)
     switch(path)
-    if not trial:
-        return build()
-    try:
-        return build()
-    except Exception as e:  # an ImportError, a SyntaxError, a ConfigError of its own ...
-        reason = "%s: %s" % (type(e).__name__, e)
-    switch(fail_trial(ota_dir, reason)[1])
-    return build()
+    while True:
+        try:
+            return build()
+        except Exception as e:  # an ImportError, a SyntaxError, a NameError, a ConfigError ...
+            code = not isinstance(e, (ValueError, OSError, MemoryError))
+            if not trial and (version is None or not code):
+                raise
+            reason = "%s: %s" % (type(e).__name__, e)
+        if trial:  # even a ConfigError of its own: the trial is given up
+            version, path = fail_trial(ota_dir, reason)
+            trial = False
+        else:
+            version, path = fail_current(ota_dir, reason)
+        switch(path)

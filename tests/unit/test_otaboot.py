@@ -216,7 +216,7 @@ def test_start_rolls_a_trial_that_raises_at_import_back_in_this_process():
         _rmtree(d)
 
 
-def test_start_runs_a_good_trial_and_raises_errors_of_a_version_not_on_trial():
+def test_start_runs_a_good_trial_and_falls_back_from_a_current_version_that_fails():
     d = _tmpdir("start-ok")
     try:
         _version(d, "2.0", init="raise ImportError('2.0 is broken too')\n")
@@ -225,14 +225,33 @@ def test_start_runs_a_good_trial_and_raises_errors_of_a_version_not_on_trial():
         with Modules():
             assert otaboot.start(d, _loaded_version) == "3.0"
         assert _state(d)["tries"] == 1
+        # a current version whose code fails: back to the previous one, then the factory code
+        _version(d, "1.0")
+        otaboot.write_state(d, st(current="2.0", previous="1.0"))
+        with Modules():
+            assert otaboot.start(d, _loaded_version) == "1.0"
+        failed = {"state": "failed", "version": "2.0",
+                  "error": "ImportError: 2.0 is broken too"}
+        assert _state(d) == st(current="1.0", last=failed)
         otaboot.write_state(d, st(current="2.0"))
         with Modules():
+            assert otaboot.start(d, _loaded_version) == FACTORY
+        assert _state(d) == st(last=failed)
+
+        # a bad setting is the same for every version: raised, nothing changed
+        def bad_setting():
+            _loaded_version()
+            raise ValueError("MQTT_PORT: must be a number")
+
+        otaboot.write_state(d, st(current="3.0"))
+        with Modules():
             try:
-                otaboot.start(d, _loaded_version)
-            except ImportError as e:
-                assert "2.0 is broken too" in str(e)
+                otaboot.start(d, bad_setting)
+            except ValueError as e:
+                assert "MQTT_PORT" in str(e)
             else:
-                raise AssertionError("the current version's error was swallowed")
+                raise AssertionError("a configuration error was swallowed")
+        assert _state(d) == st(current="3.0")
         # a trial failing with nothing to fall back on but the factory code
         otaboot.write_state(d, st(trial="2.0"))
         with Modules():
