@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from basket_service import catalog, config, contract, fleet, releases, sessions, store
+from basket_service import catalog, config, contract, fleet, labels, releases, sessions, store
 from basket_service.config import ConfigError, Settings
 from basket_service.db import DB_ERRORS, Database, DatabaseError, first_line, open_db
 from basket_service.mqttlink import LinkError, publisher
@@ -96,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     cw.add_argument("--baskets", metavar="SPEC", default="all", help="default: all")
     cw.add_argument("--json", action="store_true")
     add_release_parser(sub)
+    lb = sub.add_parser("labels", help="a printable page of QR labels opening each basket's "
+                        "shopper page (docs/shopper.md)")
+    lb.add_argument("--baskets", required=True, metavar="SPEC", help="1-50, 1,3,5-7 or all")
+    lb.add_argument("--url", metavar="URL", help="the base URL phones reach the service at "
+                    "(default: SHOP_URL), e.g. https://shop.example.com")
+    lb.add_argument("--out", type=Path, default=Path("labels.html"),
+                    help="the page to write (default: labels.html)")
     return p
 
 
@@ -496,6 +503,23 @@ def health_command(args: argparse.Namespace, settings: Settings, db: Database) -
     return 0
 
 
+def labels_command(args: argparse.Namespace, settings: Settings, db: Database) -> int:
+    base = config.shop_url(args.url) if args.url else settings.shop_url
+    if base is None:
+        raise ConfigError("labels: say where phones reach the service: --url URL or SHOP_URL "
+                          "(e.g. https://shop.example.com)")
+    baskets = basket_spec(args.baskets, settings, db)
+    try:
+        text = labels.page(base, baskets)
+        args.out.write_text(text, encoding="utf-8")
+    except ValueError as e:
+        raise ConfigError("labels: %s" % e)
+    except OSError as e:
+        raise ConfigError("labels: cannot write %s: %s" % (args.out, e.strerror or e))
+    print("%d label(s) for %s/shop/<n> written to %s" % (len(baskets), base, args.out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     where = "?"
@@ -525,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
                 return health_command(args, settings, db)
             if args.command == "release":
                 return release_command(args, settings, db)
+            if args.command == "labels":
+                return labels_command(args, settings, db)
             return report(args, db)
         finally:
             db.close()

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from basket_service import payments
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -35,6 +37,10 @@ class Settings:
     release_dir: Path = Path("releases")  # RELEASE_DIR: default `releases` beside BASKET_DB
     release_url: str | None = None  # RELEASE_URL, e.g. http://192.168.1.10:8080
     ota_keys_file: Path | None = None  # OTA_KEYS_FILE: tools/provision.py's ota-keys.json
+    # The shopper's self-service (docs/shopper.md).
+    payment_provider: str = "counter"  # PAYMENT_PROVIDER: counter | test | a registered one
+    session_idle_min: int = 30  # SESSION_IDLE_MIN: an empty session untouched this long ends
+    shop_url: str | None = None  # SHOP_URL: the base URL the baskets' QR labels open
 
     @property
     def backend(self) -> str:
@@ -123,6 +129,19 @@ def _whole(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> 
 RELEASE_URL_RE = re.compile(r"http://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/-]*)?")
 
 
+SHOP_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+
+
+def shop_url(raw: str) -> str:
+    """The base URL a basket's QR label opens (`<SHOP_URL>/shop/<n>`): http(s)://host[:port]
+    [/prefix], no trailing slash. ConfigError naming SHOP_URL otherwise."""
+    url = raw.strip().rstrip("/")
+    if not SHOP_URL_RE.fullmatch(url) or len(url) > 200:
+        raise ConfigError("SHOP_URL must be a base URL like https://shop.example.com or "
+                          "http://192.168.1.10:8080 (no query), got %r" % raw[:80])
+    return url
+
+
 def release_url(raw: str, name: str = "RELEASE_URL") -> str:
     """A base URL the baskets fetch releases from: http://host[:port][/prefix], no trailing
     slash, no query. Only http: a release's integrity comes from its signed hashes, and the
@@ -176,6 +195,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     release_dir = env.get("RELEASE_DIR", "").strip()
     raw_url = env.get("RELEASE_URL", "").strip()
     keys_file = env.get("OTA_KEYS_FILE", "").strip()
+    provider = (env.get("PAYMENT_PROVIDER", "") or payments.DEFAULT).strip().lower()
+    if provider not in payments.names():
+        raise ConfigError("PAYMENT_PROVIDER must be one of %s, got %r"
+                          % (", ".join(payments.names()), provider[:40]))
+    raw_shop = env.get("SHOP_URL", "").strip()
     return Settings(
         mqtt_host=host,
         mqtt_port=_port(env),
@@ -191,5 +215,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         release_dir=Path(release_dir) if release_dir else db_path.parent / "releases",
         release_url=release_url(raw_url) if raw_url else None,
         ota_keys_file=Path(keys_file) if keys_file else None,
+        payment_provider=provider,
+        session_idle_min=_whole(env, "SESSION_IDLE_MIN", 30, 1, 24 * 60),
+        shop_url=shop_url(raw_shop) if raw_shop else None,
         client_id=client_id or "basket-service-%s" % socket.gethostname()[:40],
     )

@@ -67,14 +67,28 @@ def availability_topic(basket: int) -> str:
     return "%s/%d/availability" % (BASE, basket)
 
 
-def total_payload(basket: int, total: int, cart: str | None = None) -> bytes:
+def total_payload(basket: int, total: int, cart: str | None = None, unknown: int = 0) -> bytes:
     """The total command. `cart` is the digest (cart_digest) of the cart it priced, so the
     basket shows it only while it still holds that cart; without it (None) the payload is the
-    original backend's, which the basket shows as it comes."""
+    original backend's, which the basket shows as it comes. `unknown`: how many of the cart's
+    codes the catalogue does not know (sent only when some are: the display says "ask staff")."""
     body: dict[str, Any] = {"basketid": basket, "totalprice": total}
     if cart is not None:
         body["cart"] = cart
+    if unknown:
+        body["unknown"] = unknown
     return json.dumps({"msg": "total", "payload": body}, separators=(",", ":")).encode()
+
+
+def pin_payload(basket: int, shown: dict[str, Any], thanks: bool = False) -> bytes:
+    """What an idle basket's display shows about pairing (docs/shopper.md): `shown` is
+    pairing.shown()'s {"pin": "482913"} or {"locked_until": "08:05"}; `thanks` after a
+    shopper's checkout. The original controller logs it as unknown and changes nothing."""
+    body: dict[str, Any] = {"basketid": basket}
+    body.update({k: v for k, v in shown.items() if k in ("pin", "locked_until")})
+    if thanks:
+        body["thanks"] = True
+    return json.dumps({"msg": "pin", "payload": body}, separators=(",", ":")).encode()
 
 
 def item_count(items: dict[str, int]) -> int:

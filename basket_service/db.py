@@ -106,6 +106,13 @@ MIGRATIONS: list[list[str]] = [
             sha256 TEXT NOT NULL,
             pushed_at TEXT NOT NULL)""",
     ],
+    [  # 5: the shopper's pairing (issue 16, docs/shopper.md): pairing.PairState as JSON, and
+        # what the basket's display was last sent and what the last phone may still see.
+        """CREATE TABLE pairing (
+            basket {big} PRIMARY KEY,
+            state TEXT NOT NULL,
+            display TEXT NOT NULL DEFAULT '{{}}')""",
+    ],
 ]
 
 SQLITE_APPEND_ONLY = [

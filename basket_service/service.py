@@ -551,7 +551,8 @@ class Service:
         assert w.applied is not None
         info = self.client.publish(contract.status_topic(w.basket),
                                    contract.total_payload(w.basket, w.applied.total,
-                                                          w.applied.digest), qos=1)
+                                                          w.applied.digest, self._unknown(w)),
+                                   qos=1)
         with self._plock:
             confirmed = info.mid in self._early
             if confirmed:
@@ -562,6 +563,11 @@ class Service:
                 self._confirmed.append(w)
         if confirmed:
             self.inbox.put(None)
+
+    def _unknown(self, w: Work) -> int:
+        """How many of the priced cart's codes the catalogue does not know."""
+        items = w.update.items if w.update is not None else {}
+        return sum(1 for code in items if code not in self.products)
 
     def _on_publish(self, c: mqtt.Client, u: object, mid: int, rc: mqtt.ReasonCode,
                     props: object) -> None:

@@ -92,17 +92,24 @@ def confirm_cart(basket: int, held: store.Held, update: bytes | None,
     return upd.digest
 
 
-def checkout(settings: Settings, db: Database, basket: int) -> store.Receipt:
-    """Confirms the cart against the broker (confirm_cart), then writes the receipt for
-    exactly that cart, frees the basket and sends it `end`. SessionError: not in use;
-    Unconfirmed: refused, nothing changed; LinkError: the broker could not be asked, nothing
-    changed."""
+def confirmed_cart(settings: Settings, db: Database, basket: int) -> tuple[store.Held, str]:
+    """What the database holds of the basket in use, and the digest of its cart once the
+    broker's retained cart confirms it (confirm_cart). SessionError: not in use; Unconfirmed;
+    LinkError: the broker could not be asked."""
     held = store.held(db, basket)
     if not held.in_use:
         raise store.SessionError("basket %d is not in use" % basket)
     topics = [contract.update_topic(basket), contract.availability_topic(basket)]
     retained = dict(read_retained(settings, topics, want=len(topics)))
-    digest = confirm_cart(basket, held, retained.get(topics[0]), retained.get(topics[1]))
+    return held, confirm_cart(basket, held, retained.get(topics[0]), retained.get(topics[1]))
+
+
+def checkout(settings: Settings, db: Database, basket: int) -> store.Receipt:
+    """Confirms the cart against the broker (confirm_cart), then writes the receipt for
+    exactly that cart, frees the basket and sends it `end`. SessionError: not in use;
+    Unconfirmed: refused, nothing changed; LinkError: the broker could not be asked, nothing
+    changed."""
+    held, digest = confirmed_cart(settings, db, basket)
     receipt = store.checkout(db, basket, digest, held.session)
     try:
         notify(settings, basket, contract.END)

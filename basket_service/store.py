@@ -161,18 +161,24 @@ def counters(db: Database) -> dict[str, int]:
 
 def start_session(db: Database, basket: int) -> int:
     with db.tx() as t:
-        in_use, session, *_ = t.lock_basket(basket)
-        if in_use:
-            raise SessionError("basket %d is in use (session %d); end or check it out first"
-                               % (basket, session))
-        row = t.one("INSERT INTO sessions (basket, started_at) VALUES (?, ?) RETURNING id",
-                    (basket, now()))
-        assert row is not None
-        # total_sent = 0: the basket's first update of the session gets a total even if the
-        # cart equals the last one seen.
-        t.run("UPDATE baskets SET in_use = 1, session_id = ?, total_sent = 0 WHERE id = ?",
-              (row[0], basket))
-        return int(row[0])
+        return start_session_tx(t, basket)
+
+
+def start_session_tx(t: Tx, basket: int) -> int:
+    """start_session inside a transaction the caller holds (a shopper's pairing starts the
+    session in the transaction that binds the phone)."""
+    in_use, session, *_ = t.lock_basket(basket)
+    if in_use:
+        raise SessionError("basket %d is in use (session %d); end or check it out first"
+                           % (basket, session))
+    row = t.one("INSERT INTO sessions (basket, started_at) VALUES (?, ?) RETURNING id",
+                (basket, now()))
+    assert row is not None
+    # total_sent = 0: the basket's first update of the session gets a total even if the
+    # cart equals the last one seen.
+    t.run("UPDATE baskets SET in_use = 1, session_id = ?, total_sent = 0 WHERE id = ?",
+          (row[0], basket))
+    return int(row[0])
 
 
 def _close(t: Tx, basket: int, outcome: str) -> int:
@@ -187,6 +193,11 @@ def _close(t: Tx, basket: int, outcome: str) -> int:
 def end_session(db: Database, basket: int, outcome: str = "cancelled") -> int:
     with db.tx() as t:
         return _close(t, basket, outcome)
+
+
+def end_session_tx(t: Tx, basket: int, outcome: str = "cancelled") -> int:
+    """end_session inside a transaction the caller holds."""
+    return _close(t, basket, outcome)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ TOKEN_ENV = "DASHBOARD_TOKEN"
 # The release files the baskets fetch (docs/ota.md): public, read-only, no token and no Host
 # rule (a basket's HTTP/1.0 GET may carry no Host header); routes.add_releases serves them.
 PUBLIC_PREFIX = "/releases/"
+# The shopper's pages and their API (docs/shopper.md): no dashboard token; a phone proves
+# itself with the token pairing gave it (shop_routes). Host and Origin rules still apply.
+SHOP_PREFIX = "/shop/"
 COOKIE = "basket_dashboard"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -72,7 +75,7 @@ def _cookie_value(token: str) -> str:
 
 class Guard:
     """ASGI middleware in front of everything (pages, API, OpenAPI) but the release files
-    (GET/HEAD of /releases/..., public):
+    (GET/HEAD of /releases/..., public) and, for the token only, the shopper's /shop/...:
     - with a token: `Authorization: Bearer <token>`, or the cookie set by opening any page once
       with `?token=<token>`; anything else gets 401;
     - without one (loopback only): the Host header must name loopback, which stops a web page
@@ -100,7 +103,8 @@ class Guard:
         if scope["method"] not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != host:
             await _refuse(scope, 403, "cross-site request refused")(scope, receive, send)
             return
-        if self.token and not self._allowed(headers):
+        shopper = scope["path"].startswith(SHOP_PREFIX)
+        if self.token and not shopper and not self._allowed(headers):
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             given = query.pop("token", None)
             if given is not None and scope["method"] == "GET" and hmac.compare_digest(

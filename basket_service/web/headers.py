@@ -24,7 +24,8 @@ def secure_headers(path: str, status: int,
     """Every response: no framing (X-Frame-Options, CSP frame-ancestors), scripts and styles
     only from the dashboard itself, no MIME sniffing, no Referer; API answers, errors and
     redirects are never stored. A route's own CSP (the /docs page) is kept."""
-    no_store = path.startswith(NO_STORE_PATHS) or status >= 400 or status in REDIRECTS
+    no_store = (path.startswith(NO_STORE_PATHS) or "/api/" in path or status >= 400
+                or status in REDIRECTS)
     names = {k.lower() for k, _ in headers}
     out = [(k, v) for k, v in headers if not (no_store and k.lower() == b"cache-control")]
     if b"content-security-policy" not in names:

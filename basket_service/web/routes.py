@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,10 +16,11 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from basket_service import releases, sessions, store
+from basket_service import payments, releases, sessions, store
 from basket_service.config import Settings
 from basket_service.db import DB_ERRORS, Database
 from basket_service.mqttlink import LinkError
+from basket_service.shop import Shop
 from basket_service.web.access import Guard
 from basket_service.web.events import Hub
 from basket_service.web.headers import docs_page
@@ -40,24 +42,30 @@ from basket_service.web.schemas import (
     day_bounds,
     parse_day,
 )
+from basket_service.web.shop_routes import add_shop, sweeping
 
 T = TypeVar("T")
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def create_app(settings: Settings, *, token: str | None = None,
-               hub_interval: float = 0.25) -> FastAPI:
+               hub_interval: float = 0.25, shop: Shop | None = None) -> FastAPI:
     """The whole dashboard: Guard in front, then the pages, the reads, the live feed and the
-    session operations; app.state holds its Hub and Reader."""
+    session operations, and the shopper's pages (shop_routes); app.state holds its Hub,
+    Reader and Shop."""
     reader = Reader(settings)
     hub = Hub(reader, hub_interval)
+    shop = shop or Shop(settings, payments.provider(settings.payment_provider, time.time))
+    shop_reader = Reader(settings)  # the phones' feeds and the sweep, beside the board's reads
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
-        yield
+        async with sweeping(shop, shop_reader):
+            yield
         hub.close()
         await asyncio.to_thread(reader.close)
+        await asyncio.to_thread(shop_reader.close)
 
     app = DashboardApp(title="Smart basket dashboard", version="1",
                        description="Every basket live, session operations and receipts. "
@@ -65,11 +73,13 @@ def create_app(settings: Settings, *, token: str | None = None,
                        docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.state.reader = reader
+    app.state.shop = shop
     add_error_answers(app, hub)
     add_pages(app)
     add_reads(app, reader, hub)
     add_operations(app, settings, hub)
     add_releases(app, settings)
+    add_shop(app, shop, shop_reader)
     app.add_middleware(Guard, token=token)
     return app
 
