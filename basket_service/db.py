@@ -222,6 +222,11 @@ class Database:
         self._own_checkpoints = False
         self.connect()
 
+    @property
+    def settings(self) -> Settings:
+        """The settings this database was opened with."""
+        return self._settings
+
     def connect(self) -> None:
         self.close()
         s = self._settings

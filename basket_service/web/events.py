@@ -105,7 +105,7 @@ class Hub:
                 else:
                     plain, newest = await asyncio.to_thread(self.reader.run, store.board)
                     fleet = list(self.fleet.values())
-                    baskets = join_alerts(plain, fleet)
+                    baskets = join_alerts(plain, fleet, self.reader.settings.session_idle_min)
             except DB_ERRORS as e:
                 self._set_health("unreachable: %s" % short(e))
                 return

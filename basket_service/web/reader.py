@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from basket_service import fleet, store
 from basket_service.config import Settings
-from basket_service.db import Database, first_line
+from basket_service.db import Database, first_line, now
+from basket_service.shop import abandoned
 
 T = TypeVar("T")
 
@@ -63,17 +64,26 @@ def fleet_history(db: Database, basket: int, limit: int) -> list[dict[str, objec
     return fleet.history(db, basket, limit)
 
 
-def join_alerts(baskets: list[dict[str, object]],
-                rows: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Each basket's document with `alerts` from its fleet row (none without one)."""
+def join_alerts(baskets: list[dict[str, object]], rows: list[dict[str, object]],
+                idle_min: int = 30) -> list[dict[str, object]]:
+    """Each basket's document with `alerts` from its fleet row (none without one), and
+    `abandoned_cart` for a session with goods untouched for SESSION_IDLE_MIN (docs/shopper.md)."""
     by_basket = {r["basket"]: r.get("alerts") or [] for r in rows}
-    return [{**doc, "alerts": by_basket.get(doc["basket"], [])} for doc in baskets]
+    stamp = now()
+    out = []
+    for doc in baskets:
+        alerts = list(by_basket.get(doc["basket"], []))  # type: ignore[call-overload]
+        if abandoned(doc, stamp, idle_min * 60.0):
+            alerts.append({"kind": "abandoned_cart", "text": "cart left with goods for %d min "
+                           "or more" % idle_min})
+        out.append({**doc, "alerts": alerts})
+    return out
 
 
 def board(db: Database) -> tuple[list[dict[str, object]], int]:
     """store.board with each basket's fleet alerts (the cards' badge), and the newest receipt."""
     baskets, newest = store.board(db)
-    return join_alerts(baskets, fleet_rows(db)), newest
+    return join_alerts(baskets, fleet_rows(db), db.settings.session_idle_min), newest
 
 
 def board_and_fleet(db: Database) -> tuple[list[dict[str, object]], int,
@@ -82,7 +92,7 @@ def board_and_fleet(db: Database) -> tuple[list[dict[str, object]], int,
     rows, the fleet read once for both."""
     baskets, newest = store.board(db)
     rows = fleet_rows(db)
-    return join_alerts(baskets, rows), newest, rows
+    return join_alerts(baskets, rows, db.settings.session_idle_min), newest, rows
 
 
 def short(e: BaseException) -> str:
