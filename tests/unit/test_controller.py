@@ -40,7 +40,7 @@ def test_end_publishes_empty_list_and_goes_idle():
     c.command(b'{"msg":"end"}')
     assert c.state == IDLE
     assert c.take_update() == b'{"id":1,"list":{}}'
-    assert c.view() == (IDLE, 1, 0, None)
+    assert c.view() == (IDLE, 1, 0, None, None)
     c.command(b"end")  # ignored while idle
     assert c.take_update() is None
     assert c.state == IDLE
@@ -55,13 +55,14 @@ def total(price, cart=None, basket=1):
 def test_total_is_shown_while_shopping_never_while_idle():
     c = Controller(1)
     assert c.command(TOTAL_1) == "total"  # a command, not a rejection ...
-    assert c.total is None and c.view() == (IDLE, 1, 0, None)  # ... but never shown while idle
+    assert c.total is None  # ... but never shown while idle
+    assert c.view() == (IDLE, 1, 0, None, None)
     assert c.counters["rejected_commands"] == 0
     assert c.take_dirty() is None
     c.command(b"start")
     c.item("MLON")
     c.command(TOTAL_1)  # no `cart` (the original backend): shown as it comes
-    assert c.view() == (SHOPPING, 1, 1, 13900)
+    assert c.view() == (SHOPPING, 1, 1, 13900, None)
     notes = [t for _, t in c.take_notes()]
     assert any("13,900" in t for t in notes), notes
 
@@ -74,33 +75,33 @@ def test_a_total_naming_another_cart_is_stale_and_not_shown():
     c.take_notes()
     old = protocol.cart_digest({"APPL": 1})
     assert c.command(total(900, old)) == "total"
-    assert c.view() == (SHOPPING, 1, 3, None)
+    assert c.view() == (SHOPPING, 1, 3, None, None)
     assert not c.confirmed
     assert c.counters["stale_totals"] == 1 and c.counters["rejected_commands"] == 0
     notes = c.take_notes()
     assert notes and notes[0][0] == "info" and "stale" in notes[0][1], notes
     c.command(total(4500, "babb60748de7c28f8779ca339e428c99"))  # {"APPL":1,"MLON":2}
-    assert c.view() == (SHOPPING, 1, 3, 4500) and c.confirmed
+    assert c.view() == (SHOPPING, 1, 3, 4500, None) and c.confirmed
     assert c.take_dirty()["total"] == 4500
 
 
 def test_any_cart_change_hides_the_total_until_one_for_the_new_cart():
     c = Controller(1, SHOPPING, {"MLON": 2}, total=27800)
-    assert c.view() == (SHOPPING, 1, 2, 27800) and c.confirmed
+    assert c.view() == (SHOPPING, 1, 2, 27800, None) and c.confirmed
     c.item("APPL")
-    assert c.view() == (SHOPPING, 1, 3, None) and not c.confirmed
+    assert c.view() == (SHOPPING, 1, 3, None, None) and not c.confirmed
     c.command(total(27800, protocol.cart_digest({"MLON": 2})))  # the old cart's: stale
-    assert c.view() == (SHOPPING, 1, 3, None)
+    assert c.view() == (SHOPPING, 1, 3, None, None)
     c.command(total(28700, protocol.cart_digest({"APPL": 1, "MLON": 2})))
-    assert c.view() == (SHOPPING, 1, 3, 28700)
+    assert c.view() == (SHOPPING, 1, 3, 28700, None)
     c.item("-NONE")  # no change: the total stays
-    assert c.view() == (SHOPPING, 1, 3, 28700)
+    assert c.view() == (SHOPPING, 1, 3, 28700, None)
     c.item("-APPL")
-    assert c.view() == (SHOPPING, 1, 2, None)
+    assert c.view() == (SHOPPING, 1, 2, None, None)
     c.command(TOTAL_1)  # no `cart`: shown, and it counts as confirmation
-    assert c.view() == (SHOPPING, 1, 2, 13900) and c.confirmed
+    assert c.view() == (SHOPPING, 1, 2, 13900, None) and c.confirmed
     c.command(b"end")
-    assert c.view() == (IDLE, 1, 0, None)
+    assert c.view() == (IDLE, 1, 0, None, None)
 
 
 def test_digest_is_computed_lazily_once_per_cart():
@@ -166,11 +167,11 @@ def test_bad_input_is_counted_and_changes_nothing():
 
 def test_restored_state_is_validated():
     c = Controller(1, SHOPPING, {"MLON": 2}, total=100)
-    assert c.view() == (SHOPPING, 1, 2, 100)
+    assert c.view() == (SHOPPING, 1, 2, 100, None)
     c = Controller(1, "bogus", {"MLON": 2}, total=-3)
-    assert c.view() == (IDLE, 1, 0, None)
+    assert c.view() == (IDLE, 1, 0, None, None)
     c = Controller(1, IDLE, None, total=500)  # idle: a saved total is not shown
-    assert c.view() == (IDLE, 1, 0, None)
+    assert c.view() == (IDLE, 1, 0, None, None)
 
 
 def test_resync_publishes_current_cart_again():

@@ -19,18 +19,18 @@ def test_json_commands():
 def test_total_in_documented_and_spring_forms():
     doc = b'{"msg":"total","payload":{"basketid":1,"totalprice":13900}}'
     spring = b'{"msg":"total","payload":{"basketId":1,"totalPrice":15000}}'
-    assert parse_command(doc, 1) == (TOTAL, (13900, None))
-    assert parse_command(spring, 1) == (TOTAL, (15000, None))
+    assert parse_command(doc, 1) == (TOTAL, (13900, None, 0))
+    assert parse_command(spring, 1) == (TOTAL, (15000, None, 0))
     assert parse_command(b'{"Msg":"TOTAL","Payload":{"BASKETID":7,"TOTALPRICE":0}}', 7) == (
-        TOTAL, (0, None))
+        TOTAL, (0, None, 0))
 
 
 def test_total_names_the_cart_it_priced():
     t = b'{"msg":"total","payload":{"basketid":1,"totalprice":500,"cart":"%s"}}'
     digest = "babb60748de7c28f8779ca339e428c99"
-    assert parse_command(t % digest.encode(), 1) == (TOTAL, (500, digest))
+    assert parse_command(t % digest.encode(), 1) == (TOTAL, (500, digest, 0))
     assert parse_command(b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"CART":"ab"}}',
-                         1) == (TOTAL, (5, "ab"))
+                         1) == (TOTAL, (5, "ab", 0))
     for bad in (b'1', b'null', b'["x"]', b'"' + b"a" * 65 + b'"'):
         e = raises(Rejected, parse_command,
                    b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"cart":%s}}' % bad, 1)
