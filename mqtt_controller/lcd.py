@@ -147,7 +147,7 @@ def _pair(left, right):
 def lcd_lines(view):
     """The two 16-character rows for a view. Notices: idle `BASKET 3` (`Thank you!` after a
     checkout) over `PIN 482913` / `Locked to 08:05`; shopping with lines the catalogue does
-    not know, `Ask staff` with the total's figure beside it when it fits (to 999,999)."""
+    not know, `Ask staff` with the total's figure beside it when it fits (to 99,999 won)."""
     shopping, basket, count, total, notice = unpack(view)
     if shopping:
         top = _pair(items_text(count).upper(), "#%s" % basket)

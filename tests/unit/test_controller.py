@@ -186,3 +186,87 @@ def test_notes_are_bounded():
         c.command(b"junk")
     assert len(c.take_notes()) <= 32
     assert c.counters["rejected_commands"] == 100
+
+
+def pin(body, basket=3):
+    return ('{"msg":"pin","payload":{"basketid":%d,%s}}' % (basket, body)).encode()
+
+
+def test_pin_is_an_idle_notice_never_persisted_nor_published():
+    c = Controller(3)
+    assert c.command(pin('"pin":"482913"')) == "pin"
+    assert c.view() == (IDLE, 3, 0, None, "ready | PIN 482913")
+    assert c.take_dirty() is None and c.take_update() is None
+    assert c.command(pin('"pin":"482913","thanks":true')) == "pin"
+    assert c.view() == (IDLE, 3, 0, None, "thank you | PIN 482913")
+    c.command(pin('"locked_until":"08:05","thanks":true'))
+    assert c.view()[4] == "thank you | locked until 08:05"
+    c.command(pin('"locked_until":"08:05"'))
+    assert c.view()[4] == "ready | locked until 08:05"
+    c.command(pin('"pin":"1234","thanks":false'))  # the same PIN without thanks: ready again
+    assert c.view()[4] == "ready | PIN 1234"
+    assert c.take_dirty() is None and c.take_update() is None
+    assert c.snapshot() == {"state": IDLE, "list": {}, "total": None}
+    assert c.counters["commands"] == 5 and c.counters["rejected_commands"] == 0
+
+
+def test_start_and_end_clear_the_pin_and_pin_while_shopping_is_ignored():
+    c = Controller(3)
+    c.command(pin('"pin":"482913"'))
+    c.command(b"start")
+    assert c.view() == (SHOPPING, 3, 0, None, None)
+    c.take_notes()
+    assert c.command(pin('"pin":"111111"')) == "pin"  # a command, not a rejection
+    assert c.view() == (SHOPPING, 3, 0, None, None)
+    assert c.counters["rejected_commands"] == 0
+    notes = c.take_notes()
+    assert notes and notes[0][0] == "info" and "ignored" in notes[0][1], notes
+    c.command(b"end")
+    assert c.view() == (IDLE, 3, 0, None, None)  # the PIN before the session is gone
+    assert c.take_dirty() == {"state": IDLE, "list": {}, "total": None}
+    c.command(pin('"pin":"222222"'))
+    c.command(b"end")  # the service drew a new PIN: the one shown is cleared
+    assert c.view() == (IDLE, 3, 0, None, None)
+
+
+def test_bad_pin_commands_are_rejected_and_change_nothing():
+    c = Controller(3)
+    c.command(pin('"pin":"482913"'))
+    for bad in (pin('"pin":"482913"', basket=4), pin('"pin":"12"'), pin('"locked_until":""'),
+                pin('"pin":"1234","locked_until":"08:05"'), pin('"pin":"1234","thanks":1')):
+        assert c.command(bad) is None
+    assert c.view() == (IDLE, 3, 0, None, "ready | PIN 482913")
+    assert c.counters["rejected_commands"] == 5
+    notes = c.take_notes()
+    assert notes[-1][0] == "warning" and "(#5)" in notes[-1][1], notes
+
+
+def unknown_total(price, unknown, cart=None):
+    extra = ',"cart":"%s"' % cart if cart is not None else ""
+    return ('{"msg":"total","payload":{"basketid":1,"totalprice":%d%s,"unknown":%d}}'
+            % (price, extra, unknown)).encode()
+
+
+def test_unknown_lines_ask_staff_until_the_cart_changes():
+    c = Controller(1)
+    c.command(unknown_total(5000, 1))  # idle: not shown, no notice
+    assert c.view() == (IDLE, 1, 0, None, None)
+    c.command(b"start")
+    c.item("APPL")
+    c.item("XXXX")
+    c.command(unknown_total(5000, 1, protocol.cart_digest({"APPL": 1})))  # stale: nothing
+    assert c.view() == (SHOPPING, 1, 2, None, None)
+    c.command(unknown_total(5000, 1, protocol.cart_digest({"APPL": 1, "XXXX": 1})))
+    assert c.view() == (SHOPPING, 1, 2, 5000, "ask staff")
+    assert c.take_dirty() == {"state": SHOPPING, "list": {"APPL": 1, "XXXX": 1}, "total": 5000}
+    c.item("-XXXX")  # a cart change hides it with the total
+    assert c.view() == (SHOPPING, 1, 1, None, None)
+    c.command(unknown_total(5000, 0))
+    assert c.view() == (SHOPPING, 1, 1, 5000, None)
+    c.command(unknown_total(5000, 2))  # the same price, now with unknown lines
+    assert c.view() == (SHOPPING, 1, 1, 5000, "ask staff")
+    c.command(TOTAL_1)  # no `unknown` (the original backend): none
+    assert c.view() == (SHOPPING, 1, 1, 13900, None)
+    c.command(unknown_total(5000, 1))
+    c.command(b"end")
+    assert c.view() == (IDLE, 1, 0, None, None)

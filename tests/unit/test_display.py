@@ -121,3 +121,50 @@ def test_real_bus_that_does_not_exist_is_survived():
     assert not d.working
     d.render(("idle", 1, 0, None, None))
     d.close()
+
+
+def test_console_notices():
+    d = display.console_text
+    assert d(("idle", 3, 0, None, "ready | PIN 482913")) == (
+        "[display] basket 3 | ready | PIN 482913")
+    assert d(("idle", 3, 0, None, "ready | locked until 08:05")) == (
+        "[display] basket 3 | ready | locked until 08:05")
+    assert d(("idle", 3, 0, None, "thank you | PIN 482913")) == (
+        "[display] basket 3 | thank you | PIN 482913")
+    assert d(("idle", 3, 0, None, "thank you | locked until 08:05")) == (
+        "[display] basket 3 | thank you | locked until 08:05")
+    assert d(("shopping", 3, 2, 5000, "ask staff")) == (
+        "[display] basket 3 | 2 items | ask staff | TOTAL 5,000 KRW")
+    assert d(("idle", 3, 0, None, None)) == "[display] basket 3 | ready"
+    assert d(("shopping", 3, 2, 5000, None)) == "[display] basket 3 | 2 items | TOTAL 5,000 KRW"
+
+
+def test_lcd_notices():
+    ll = lcd.lcd_lines
+    assert ll(("idle", 3, 0, None, "ready | PIN 482913")) == ("BASKET 3", "PIN 482913")
+    assert ll(("idle", 3, 0, None, "thank you | PIN 12345678")) == ("Thank you!", "PIN 12345678")
+    assert ll(("idle", 3, 0, None, "ready | locked until 08:05")) == ("BASKET 3",
+                                                                       "Locked to 08:05")
+    assert ll(("idle", 3, 0, None, "thank you | locked until 8:05 am")) == (
+        "Thank you!", "Locked 8:05 am")
+    assert ll(("idle", 3, 0, None, "ready | locked until 2024-01-02 08:05")) == (
+        "BASKET 3", "2024-01-02 08:05")
+    assert ll(("shopping", 3, 2, 5000, "ask staff")) == ("2 ITEMS       #3", "Ask staff  5,000")
+    assert ll(("shopping", 3, 2, 99999, "ask staff"))[1] == "Ask staff 99,999"
+    assert ll(("shopping", 3, 2, 100000, "ask staff"))[1] == "Ask staff"  # too wide: no figure
+    for view in (("idle", 3, 0, None, "thank you | locked until " + "x" * 16),
+                 ("shopping", 123456789, 999, 10 ** 15, "ask staff")):
+        top, bottom = ll(view)
+        assert len(top) <= 16 and len(bottom) <= 16, view
+
+
+def test_lcd_display_shows_the_pin_row():
+    bus = FakeBus()
+    d = lcd.LcdDisplay(1, 0x27, open_bus=lambda n, sda, scl: bus)
+    n_init = len(bus.writes)
+    d.render(("idle", 3, 0, None, None))
+    d.render(("idle", 3, 0, None, "ready | PIN 482913"))
+    w = [data for _, data in bus.writes[n_init:]]
+    assert len(w) == 3  # idle: both rows; the PIN: the bottom row only
+    assert w[2][:4] == byte(0xC0)
+    assert w[2][4:] == b"".join(byte(ord(c), 1) for c in "PIN 482913      ")
