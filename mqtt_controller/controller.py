@@ -29,6 +29,10 @@ class Controller:
         # True once a total for the current cart arrived (a total without `cart` counts too):
         # until then the runtime re-publishes the update now and then.
         self.confirmed = self.total is not None
+        self.unknown = 0  # cart lines the shown total's catalogue does not know (not persisted)
+        # The idle display's notice from a pin command, e.g. "ready | PIN 482913" (never
+        # persisted: the service sends it again when the basket comes online).
+        self.notice = None
         self.counters = {"commands": 0, "rejected_commands": 0, "items": 0,
                          "rejected_items": 0, "ignored_items": 0, "stale_totals": 0}
         self.notes = []  # (level, text) for the runtime's logger
@@ -45,6 +49,17 @@ class Controller:
             self.reject_command(str(e))
             return None
         self.counters["commands"] += 1
+        if cmd == protocol.PIN:
+            if self.state == SHOPPING:
+                self._note("info", "pin while shopping: ignored")
+            else:
+                self.notice = "%s | %s" % ("thank you" if arg[2] else "ready",
+                                           "PIN " + arg[0] if arg[0] else
+                                           "locked until " + arg[1])
+                self._note("info", "pin: display notice set")
+            return cmd
+        if cmd != protocol.TOTAL:
+            self.notice = None  # start, end: a PIN is used up (the service sends a new one)
         if cmd == protocol.START:
             if self.state == SHOPPING:
                 self._note("info", "start while shopping: re-publishing the current cart")
@@ -64,10 +79,10 @@ class Controller:
             self._update = NOW
             self._note("info", "session ended")
         else:
-            self._total(arg[0], arg[1])
+            self._total(arg[0], arg[1], arg[2])
         return cmd
 
-    def _total(self, price, cart):
+    def _total(self, price, cart, unknown):
         if self.state != SHOPPING:
             self._note("info", "total %s KRW while idle: not shown" % group_thousands(price))
             return
@@ -78,6 +93,7 @@ class Controller:
                           self.counters["stale_totals"], self.digest()))
             return
         self.confirmed = True
+        self.unknown = unknown
         if price != self.total:
             self.total = price
             self._dirty = True
@@ -92,6 +108,7 @@ class Controller:
     def _cart_changed(self):
         # The total shown was for the old cart: hidden until one for this cart arrives.
         self.total = None
+        self.unknown = 0
         self.confirmed = False
         self._digest = None
         self._dirty = True
@@ -158,9 +175,15 @@ class Controller:
         return {"state": self.state, "list": self.cart.snapshot(), "total": self.total}
 
     def view(self):
-        """What a display shows: (state, basket_id, item_count, total or None); the total is
-        one for the cart held now, and None while idle."""
-        return (self.state, self.basket_id, self.cart.count(), self.total)
+        """What a display shows: (state, basket_id, item_count, total or None, notice or None);
+        the total is one for the cart held now, and None while idle. The notice: while idle the
+        pin command's "ready | PIN 482913", "thank you | locked until 08:05" ...; while
+        shopping "ask staff" when the shown total has lines the catalogue does not know."""
+        if self.state == IDLE:
+            notice = self.notice
+        else:
+            notice = "ask staff" if self.unknown else None
+        return (self.state, self.basket_id, self.cart.count(), self.total, notice)
 
     def take_notes(self):
         notes = self.notes

@@ -2,9 +2,12 @@
 # total once the service sent one for the cart held now. A console display (default) and a 16x2
 # LCD (lcd.py) behind one interface.
 #
-# Display interface: render(view) where view = (state, basket_id, item_count, total): state
-# "idle" or "shopping", total an int in won or None (the controller clears it on every cart
-# change; it is never shown while idle). Only changes are output. render() never raises; close().
+# Display interface: render(view) where view = (state, basket_id, item_count, total, notice):
+# state "idle" or "shopping", total an int in won or None (the controller clears it on every
+# cart change; it is never shown while idle), notice a string or None: while idle the pin
+# command's "ready | PIN 482913" / "thank you | locked until 08:05" (shown in place of "ready"),
+# while shopping "ask staff" (lines the catalogue does not know, shown before the total). Only
+# changes are output. render() never raises; close().
 # open_display(spec): "console" (default, one stdout line per change, e.g.
 # "[display] basket 1 | 3 items | TOTAL 15,000 KRW") or "lcd:BUS:ADDR[:SDA:SCL]" (e.g.
 # "lcd:1:0x27" on the Pi, "lcd:0:0x27:21:22" on an ESP32); bad spec -> ValueError naming DISPLAY.
@@ -39,15 +42,17 @@ def items_text(n):
 
 
 def unpack(view):
-    state, basket, count, total = view
-    return state == "shopping", basket, int(count or 0), total
+    state, basket, count, total, notice = view
+    return state == "shopping", basket, int(count or 0), total, notice
 
 
 def console_text(view):
-    shopping, basket, count, total = unpack(view)
+    shopping, basket, count, total, notice = unpack(view)
     if not shopping:  # never a total while idle: it would only be an old one
-        return "[display] basket %s | ready" % basket
+        return "[display] basket %s | %s" % (basket, notice or "ready")
     parts = ["[display] basket %s" % basket, items_text(count)]
+    if notice:
+        parts.append(notice)
     if total is not None:
         parts.append(total_text(total, 40))
     return " | ".join(parts)

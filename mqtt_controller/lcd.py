@@ -8,7 +8,7 @@
 # loads it). A missing or failing LCD is logged once and retried now and then.
 from mqtt_controller import log
 from mqtt_controller.compat import const, sleep_ms, ticks_diff, ticks_ms
-from mqtt_controller.display import items_text, total_text, unpack
+from mqtt_controller.display import group, items_text, total_text, unpack
 
 # PCF8574 port bits on the usual backpack: P0 RS, P1 RW, P2 E, P3 backlight, P4-P7 D4-D7.
 RS = const(0x01)
@@ -138,19 +138,34 @@ def open_i2c(bus, sda=None, scl=None):
     return LinuxI2C(bus)
 
 
+def _pair(left, right):
+    """left and right on one row, right-aligned; left alone when both do not fit."""
+    pad = 16 - len(left) - len(right)
+    return left + " " * pad + right if pad >= 1 else left
+
+
 def lcd_lines(view):
-    """The two 16-character rows for a view."""
-    shopping, basket, count, total = unpack(view)
+    """The two 16-character rows for a view. Notices: idle `BASKET 3` (`Thank you!` after a
+    checkout) over `PIN 482913` / `Locked to 08:05`; shopping with lines the catalogue does
+    not know, `Ask staff` with the total's figure beside it when it fits (to 99,999 won)."""
+    shopping, basket, count, total, notice = unpack(view)
     if shopping:
-        left = items_text(count).upper()
-        right = "#%s" % basket
-        pad = 16 - len(left) - len(right)
-        top = left + " " * pad + right if pad >= 1 else left
+        top = _pair(items_text(count).upper(), "#%s" % basket)
         bottom = total_text(total) if total is not None else ""
+        if notice:
+            bottom = _pair("Ask staff", group(total) if total is not None else "")
+    elif notice:  # "ready | PIN 482913", "thank you | locked until 08:05"
+        head, _, bottom = notice.partition(" | ")
+        top = "BASKET %s" % basket if head == "ready" else "Thank you!"
+        if bottom.startswith("locked until "):
+            for f in ("Locked to %s", "Locked %s", "%s"):  # locked_until: 1-16 characters
+                if len(f % bottom[13:]) <= 16:
+                    break
+            bottom = f % bottom[13:]
     else:  # idle: never a total (it could only be an old one)
         top = "BASKET %s" % basket
         bottom = "READY"
-    return top[:16], bottom
+    return top[:16], bottom[:16]
 
 
 class LcdDisplay:

@@ -1,7 +1,10 @@
 # The wire contract, pure: status commands in, update payloads out. No I/O.
 # Commands: `start` / `end` as text or {"msg":...}; totals as
-# {"msg":"total","payload":{"basketid":<int>,"totalprice":<int>,"cart":"<hex>"}} with keys in
-# any case, `cart` optional (the digest of the cart priced; the original backend sends none).
+# {"msg":"total","payload":{"basketid":<int>,"totalprice":<int>,"cart":"<hex>","unknown":<int>}}
+# with keys in any case, `cart` optional (the digest of the cart priced; the original backend
+# sends none), `unknown` optional (cart lines the catalogue does not know; absent: 0); the idle
+# display's notice as {"msg":"pin","payload":{"basketid":<int>,"pin":"<4-8 digits>"}} or with
+# "locked_until":"<1-16 printable ASCII>" instead of "pin", either with an optional "thanks":<bool>.
 import binascii
 import hashlib
 import json
@@ -15,6 +18,7 @@ MAX_DIGEST = const(64)  # characters of a total's `cart`; ours are 32
 START = "start"
 END = "end"
 TOTAL = "total"
+PIN = "pin"
 
 _CODE_PUNCT = "_-."
 
@@ -53,9 +57,21 @@ def short(payload, n=60):
     return s + ("..." if len(payload) > n else "")
 
 
+def _chars(v, lo, hi, first, last):
+    # A string of lo..hi characters, each from first to last.
+    if not isinstance(v, str) or not lo <= len(v) <= hi:
+        return False
+    for ch in v:
+        if not first <= ch <= last:
+            return False
+    return True
+
+
 def parse_command(payload, basket_id):
-    """Returns (START, None), (END, None) or (TOTAL, (price, cart)), cart the digest string the
-    total names or None; raises Rejected for anything else."""
+    """Returns (START, None), (END, None), (TOTAL, (price, cart, unknown)), cart the digest
+    string the total names or None, unknown an int (0 when absent), or (PIN, (pin,
+    locked_until, thanks)), exactly one of pin / locked_until a string, the other None;
+    raises Rejected for anything else."""
     if len(payload) > MAX_COMMAND:
         raise Rejected("oversized command (%d bytes)" % len(payload))
     try:
@@ -80,18 +96,31 @@ def parse_command(payload, basket_id):
     msg = msg.strip().lower()
     if msg == START or msg == END:
         return msg, None
-    if msg != TOTAL:
+    if msg != TOTAL and msg != PIN:
         raise Rejected("unknown msg %s" % short(msg))
     body = obj.get("payload")
     if not isinstance(body, dict):
-        raise Rejected("total without a payload object")
+        raise Rejected("%s without a payload object" % msg)
     body = _lower_keys(body)
     bid = body.get("basketid")
-    price = body.get("totalprice")
     if not is_int(bid):
-        raise Rejected("total with a non-integer basketid")
+        raise Rejected("%s with a non-integer basketid" % msg)
     if bid != basket_id:
-        raise Rejected("total for basket %d, not this one (%d)" % (bid, basket_id))
+        raise Rejected("%s for basket %d, not this one (%d)" % (msg, bid, basket_id))
+    if msg == PIN:
+        pin = body.get("pin")
+        until = body.get("locked_until")
+        if ("pin" in body) == ("locked_until" in body):
+            raise Rejected("pin without exactly one of pin, locked_until")
+        if "pin" in body and not _chars(pin, 4, 8, "0", "9"):
+            raise Rejected("pin that is not 4 to 8 digits")
+        if "locked_until" in body and not _chars(until, 1, 16, " ", "~"):
+            raise Rejected("pin with a bad locked_until (not 1-16 printable ASCII)")
+        thanks = body.get("thanks", False)
+        if not isinstance(thanks, bool):
+            raise Rejected("pin with a non-boolean thanks")
+        return PIN, (pin, until, thanks)
+    price = body.get("totalprice")
     if not is_int(price):
         raise Rejected("total with a non-integer totalprice")
     if price < 0:
@@ -100,7 +129,10 @@ def parse_command(payload, basket_id):
     if "cart" in body and (not isinstance(cart, str) or len(cart) > MAX_DIGEST):
         raise Rejected("total with a bad cart (not a string of at most %d characters)"
                        % MAX_DIGEST)
-    return TOTAL, (price, cart)
+    unknown = body.get("unknown", 0)
+    if not is_int(unknown) or unknown < 0:
+        raise Rejected("total with a bad unknown (not a non-negative integer)")
+    return TOTAL, (price, cart, unknown)
 
 
 def encode_list(items):

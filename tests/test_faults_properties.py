@@ -138,9 +138,11 @@ json_values = st.recursive(
                                                                  max_size=4),
     max_leaves=12)
 keys = st.sampled_from(["msg", "MSG", "Msg", "payload", "PayLoad", "basketid", "BasketId",
-                        "totalprice", "TotalPrice", "cart", "Cart", "x"])
+                        "totalprice", "TotalPrice", "cart", "Cart", "unknown", "pin", "PIN",
+                        "locked_until", "thanks", "x"])
 command_like = st.recursive(
-    st.sampled_from(["start", "end", "total", " START ", "End"]) | st.integers() | st.none(),
+    st.sampled_from(["start", "end", "total", " START ", "End", "pin", "1234", "08:05"])
+    | st.integers() | st.none() | st.booleans(),
     lambda inner: st.dictionaries(keys, inner, max_size=4), max_leaves=8)
 
 
@@ -152,11 +154,22 @@ def test_parse_command_on_arbitrary_bytes_only_rejects(payload: bytes) -> None:
         cmd, arg = protocol.parse_command(payload, 1)
     except Rejected:
         return
-    assert cmd in (protocol.START, protocol.END, protocol.TOTAL)
+    check_parsed(cmd, arg)
+
+
+def check_parsed(cmd, arg) -> None:
+    assert cmd in (protocol.START, protocol.END, protocol.TOTAL, protocol.PIN)
     if cmd == protocol.TOTAL:
-        price, cart = arg
+        price, cart, unknown = arg
         assert protocol.is_int(price) and price >= 0
         assert cart is None or (isinstance(cart, str) and len(cart) <= protocol.MAX_DIGEST)
+        assert protocol.is_int(unknown) and unknown >= 0
+    elif cmd == protocol.PIN:
+        pin, until, thanks = arg
+        assert (pin is None) != (until is None)
+        assert pin is None or (4 <= len(pin) <= 8 and all("0" <= c <= "9" for c in pin))
+        assert until is None or (1 <= len(until) <= 16 and all(" " <= c <= "~" for c in until))
+        assert thanks is True or thanks is False
     else:
         assert arg is None
 
@@ -168,9 +181,7 @@ def test_parse_command_on_json_shapes_only_rejects(doc, basket: int) -> None:
         cmd, arg = protocol.parse_command(text, basket)
     except Rejected:
         return
-    assert cmd in (protocol.START, protocol.END, protocol.TOTAL)
-    if cmd == protocol.TOTAL:
-        assert protocol.is_int(arg[0]) and arg[0] >= 0
+    check_parsed(cmd, arg)
 
 
 def _case(word: str, flips: list[bool]) -> str:
@@ -186,7 +197,7 @@ def test_valid_total_round_trips(basket: int, price: int, flips: list[bool],
                                      _case("totalprice", flips): price}}
     text = json.dumps(doc, separators=(", ", ": ") if spaces else (",", ":")).encode()
     assume(len(text) <= protocol.MAX_COMMAND)
-    assert protocol.parse_command(text, basket) == (protocol.TOTAL, (price, None))
+    assert protocol.parse_command(text, basket) == (protocol.TOTAL, (price, None, 0))
     try:
         protocol.parse_command(text, basket + 1)
     except Rejected as e:
@@ -239,3 +250,25 @@ def test_cart_stays_within_bounds_whatever_the_lines(lines: list[str]) -> None:
             pass
         assert len(c.items) <= cart.MAX_CODES
         assert all(1 <= v <= cart.MAX_COUNT for v in c.items.values())
+
+
+@given(basket=st.integers(0, 999_999_999), pin=st.text("0123456789", min_size=4, max_size=8),
+       until=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1,
+                     max_size=16),
+       locked=st.booleans(), thanks=st.none() | st.booleans())
+def test_valid_pin_round_trips(basket: int, pin: str, until: str, locked: bool,
+                               thanks: bool | None) -> None:
+    body: dict[str, object] = {"basketid": basket}
+    body["locked_until" if locked else "pin"] = until if locked else pin
+    if thanks is not None:
+        body["thanks"] = thanks
+    text = json.dumps({"msg": "pin", "payload": body}).encode()
+    assert protocol.parse_command(text, basket) == (
+        protocol.PIN, (None, until, bool(thanks)) if locked else (pin, None, bool(thanks)))
+    body["pin" if locked else "locked_until"] = pin if locked else until  # both: rejected
+    try:
+        protocol.parse_command(json.dumps({"msg": "pin", "payload": body}).encode(), basket)
+    except Rejected as e:
+        assert "exactly one" in str(e)
+    else:
+        raise AssertionError("a pin command with both pin and locked_until was accepted")

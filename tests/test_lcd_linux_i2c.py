@@ -30,7 +30,7 @@ def test_linux_bus_selects_the_address_once_and_writes_whole_transfers(
     monkeypatch.setattr(fcntl, "ioctl", lambda fd, req, arg: calls.append(("ioctl", req, arg)))
     d = display.open_display("lcd:1:0x27")
     assert d.working
-    d.render(("shopping", 1, 3, 15000))
+    d.render(("shopping", 1, 3, 15000, None))
     d.close()
     assert calls[0] == ("open", "/dev/i2c-1")
     assert calls[1] == ("ioctl", 0x0703, 0x27)
@@ -58,7 +58,7 @@ def test_short_write_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
 def test_absent_bus_is_logged_and_survived(capsys: pytest.CaptureFixture[str]) -> None:
     d = display.open_display("lcd:99:0x27")  # no /dev/i2c-99 here
     assert not d.working
-    d.render(("idle", 1, 0, None))
-    d.render(("shopping", 1, 1, None))
+    d.render(("idle", 1, 0, None, None))
+    d.render(("shopping", 1, 1, None, None))
     err = capsys.readouterr().err
     assert err.count("not working") == 1

@@ -1,7 +1,7 @@
 from _util import raises
 
 from mqtt_controller import protocol
-from mqtt_controller.protocol import END, START, TOTAL, Rejected, parse_command
+from mqtt_controller.protocol import END, PIN, START, TOTAL, Rejected, parse_command
 
 
 def test_plain_commands_with_white_space():
@@ -19,18 +19,18 @@ def test_json_commands():
 def test_total_in_documented_and_spring_forms():
     doc = b'{"msg":"total","payload":{"basketid":1,"totalprice":13900}}'
     spring = b'{"msg":"total","payload":{"basketId":1,"totalPrice":15000}}'
-    assert parse_command(doc, 1) == (TOTAL, (13900, None))
-    assert parse_command(spring, 1) == (TOTAL, (15000, None))
+    assert parse_command(doc, 1) == (TOTAL, (13900, None, 0))
+    assert parse_command(spring, 1) == (TOTAL, (15000, None, 0))
     assert parse_command(b'{"Msg":"TOTAL","Payload":{"BASKETID":7,"TOTALPRICE":0}}', 7) == (
-        TOTAL, (0, None))
+        TOTAL, (0, None, 0))
 
 
 def test_total_names_the_cart_it_priced():
     t = b'{"msg":"total","payload":{"basketid":1,"totalprice":500,"cart":"%s"}}'
     digest = "babb60748de7c28f8779ca339e428c99"
-    assert parse_command(t % digest.encode(), 1) == (TOTAL, (500, digest))
+    assert parse_command(t % digest.encode(), 1) == (TOTAL, (500, digest, 0))
     assert parse_command(b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"CART":"ab"}}',
-                         1) == (TOTAL, (5, "ab"))
+                         1) == (TOTAL, (5, "ab", 0))
     for bad in (b'1', b'null', b'["x"]', b'"' + b"a" * 65 + b'"'):
         e = raises(Rejected, parse_command,
                    b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"cart":%s}}' % bad, 1)
@@ -98,3 +98,66 @@ def test_codes_and_topics():
     assert protocol.valid_topic("basket/1")
     for bad in ("", "basket/+", "basket/#", "/basket/1", "basket/1/"):
         assert not protocol.valid_topic(bad), bad
+
+
+def pin_cmd(body):
+    return b'{"msg":"pin","payload":{' + body + b"}}"
+
+
+def test_pin_command_forms():
+    assert parse_command(pin_cmd(b'"basketid":3,"pin":"482913"'), 3) == (
+        PIN, ("482913", None, False))
+    assert parse_command(pin_cmd(b'"basketid":3,"locked_until":"08:05"'), 3) == (
+        PIN, (None, "08:05", False))
+    assert parse_command(pin_cmd(b'"basketid":3,"pin":"1234","thanks":true'), 3) == (
+        PIN, ("1234", None, True))
+    assert parse_command(pin_cmd(b'"basketid":3,"locked_until":"~ !","thanks":false'), 3) == (
+        PIN, (None, "~ !", False))
+    assert parse_command(b'{"MSG":"Pin","PAYLOAD":{"BasketId":3,"PIN":"12345678",'
+                         b'"Thanks":true}}', 3) == (PIN, ("12345678", None, True))
+    assert parse_command(pin_cmd(b'"basketid":3,"locked_until":"' + b"x" * 16 + b'"'), 3) == (
+        PIN, (None, "x" * 16, False))
+
+
+def test_bad_pin_commands_are_rejected():
+    cases = [
+        (b'"basketid":4,"pin":"482913"', "basket 4"),
+        (b'"basketid":"3","pin":"482913"', "basketid"),
+        (b'"basketid":3.0,"pin":"482913"', "basketid"),
+        (b'"pin":"482913"', "basketid"),
+        (b'"basketid":3', "exactly one"),
+        (b'"basketid":3,"pin":"482913","locked_until":"08:05"', "exactly one"),
+        (b'"basketid":3,"pin":"123"', "digits"),
+        (b'"basketid":3,"pin":"123456789"', "digits"),
+        (b'"basketid":3,"pin":482913', "digits"),
+        (b'"basketid":3,"pin":"12a4"', "digits"),
+        (b'"basketid":3,"pin":"\\u0663\\u0663\\u0663\\u0663"', "digits"),  # Arabic-Indic 3s
+        (b'"basketid":3,"pin":null', "digits"),
+        (b'"basketid":3,"locked_until":""', "locked_until"),
+        (b'"basketid":3,"locked_until":"' + b"x" * 17 + b'"', "locked_until"),
+        (b'"basketid":3,"locked_until":"08:05\\n"', "locked_until"),
+        (b'"basketid":3,"locked_until":"\\u00e908:05"', "locked_until"),
+        (b'"basketid":3,"locked_until":805', "locked_until"),
+        (b'"basketid":3,"pin":"482913","thanks":1', "thanks"),
+        (b'"basketid":3,"pin":"482913","thanks":"true"', "thanks"),
+        (b'"basketid":3,"pin":"482913","thanks":null', "thanks"),
+    ]
+    for body, why in cases:
+        e = raises(Rejected, parse_command, pin_cmd(body), 3)
+        assert why in str(e), (body, str(e))
+    e = raises(Rejected, parse_command, b'{"msg":"pin"}', 3)
+    assert "payload" in str(e), str(e)
+    e = raises(Rejected, parse_command, pin_cmd(b'"basketid":3,"pin":"482913","x":"' + b"y" * 500
+                                                + b'"'), 3)
+    assert "oversized" in str(e), str(e)
+
+
+def test_total_unknown_lines():
+    t = b'{"msg":"total","payload":{"basketid":1,"totalprice":5000,"cart":"ab","unknown":%s}}'
+    assert parse_command(t % b"1", 1) == (TOTAL, (5000, "ab", 1))
+    assert parse_command(t % b"0", 1) == (TOTAL, (5000, "ab", 0))
+    assert parse_command(b'{"msg":"total","payload":{"basketid":1,"totalprice":5,"UNKNOWN":2}}',
+                         1) == (TOTAL, (5, None, 2))
+    for bad in (b"-1", b"1.0", b'"1"', b"true", b"null", b"[1]"):
+        e = raises(Rejected, parse_command, t % bad, 1)
+        assert "unknown" in str(e), (bad, str(e))

@@ -298,7 +298,7 @@ def test_an_unanswered_update_is_republished_with_doubling_back_off(clock):
     assert len(link.updates) == n + 1  # still not confirmed
     link.inbox.append(total(900, protocol.cart_digest({"APPL": 1})))
     rt.step(0)
-    assert rt.controller.view() == (SHOPPING, 1, 1, 900)
+    assert rt.controller.view() == (SHOPPING, 1, 1, 900, None)
     n = len(link.updates)
     for _ in range(5):
         rt.step(60000)
@@ -381,9 +381,9 @@ def test_state_file_with_out_of_range_entries_starts_idle_with_a_warning():
                 f.write(json.dumps(doc))
             c = startup.restore(Cfg(path))
             if "total" in doc:  # a bad total alone: the cart is kept, the total dropped
-                assert c.view() == (SHOPPING, 1, 2, None), doc
+                assert c.view() == (SHOPPING, 1, 2, None, None), doc
                 continue
-            assert c.view() == ("idle", 1, 0, None), doc
+            assert c.view() == ("idle", 1, 0, None, None), doc
         warnings = cap.text("warning")
         assert len(warnings) == len(bad) - 1, cap.lines
         assert all("starting idle" in w for w in warnings), warnings
