@@ -61,6 +61,27 @@ def test_migration_4_columns_and_indexes(sdb):
     assert sdb.migrate() == 4  # again: nothing to do
 
 
+def test_migration_4_upgrades_a_version_3_database(any_db, monkeypatch):
+    """An existing database (products and receipts in it) gains the columns: stock and sales
+    0, no category or picture, old receipts without payment or key."""
+    from basket_service import db as dbmod
+
+    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS[:3])
+    d = open_db(config.load(any_db))
+    with d.tx() as t:
+        assert t.one("SELECT version FROM schema_version") == (3,)
+        t.run("INSERT INTO products (code, name, price, discount_percent, loaded_at)"
+              " VALUES ('MLON', 'melon', 13900, 0, 'x')")
+        t.run("INSERT INTO receipts (basket, created_at, total, unknown) VALUES (1, 'x', 5, '')")
+    monkeypatch.undo()
+    assert d.migrate() == 4
+    assert stock_of(d) == {"MLON": (0, 0)}
+    with d.read() as t:
+        assert t.one("SELECT category, image_url FROM products") == ("", "")
+    assert [(r["payment_id"], r["key"]) for r in store.receipts(d)] == [(None, "")]
+    d.close()
+
+
 def test_loading_keeps_the_databases_stock(sdb):
     cat = catalog.parse(CATALOG)
     assert store.load_products(sdb, cat) == store.Loaded(4, 0, 0)
@@ -87,6 +108,10 @@ def test_loading_keeps_the_databases_stock(sdb):
 def test_checkout_moves_stock_and_sales(sdb):
     store.load_products(sdb, catalog.parse(CATALOG))
     shop(sdb, 1, {"MLON": 2, "WTMN": 1, "TMAT": 3, "NOPE": 1, "NOST": 0})
+    lines = {ln["code"]: ln for ln in store.board(sdb)[0][0]["lines"]}
+    assert (lines["MLON"]["image_url"], lines["TMAT"]["price"], lines["TMAT"]["unit_price"],
+            lines["TMAT"]["discount_percent"]) == ("https://example.invalid/mlon.jpg", 6980,
+                                                   TMAT, 33)
     r = store.checkout(sdb, 1)
     assert r.priced.total == 2 * 13900 + 22800 + 3 * TMAT
     assert r.payment_id is None and len(r.key) == 22
