@@ -1,18 +1,25 @@
 """The product catalogue: CSV loading (UTF-8, header with code,name,price,discount_percent;
-extra columns ignored) and cart pricing. Pure apart from reading the file."""
+optional stock, category, image_url; other columns ignored) and cart pricing, the discounted
+unit price by rounding.unit_price (the discount rounded down, the price up). Pure apart from
+reading the file."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from basket_service import rounding
 from basket_service.contract import CODE_RE
 
 REQUIRED = ("code", "name", "price", "discount_percent")
+OPTIONAL = ("stock", "category", "image_url")
 MAX_PRICE = 10**9  # won; keeps every total far inside a 64-bit integer
+MAX_STOCK = 10**9  # stock may be negative (sold while at 0): -MAX_STOCK to MAX_STOCK
+MAX_TEXT = 2000  # characters in category or image_url
 
 
 class CatalogError(ValueError):
@@ -25,11 +32,15 @@ class Product:
     name: str
     price: int
     discount_percent: int
+    stock: int | None = None  # None: the file gives none (the database's rows always do)
+    category: str = ""
+    image_url: str = ""  # text only, never fetched by the service
 
     @property
     def unit_price(self) -> int:
-        """Discounted unit price, rounded down to the won."""
-        return self.price * (100 - self.discount_percent) // 100
+        """The discounted unit price: the discount rounded down to the won, so the price
+        rounded up (rounding.unit_price, the original backend's rule)."""
+        return rounding.unit_price(self.price, self.discount_percent)
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,9 @@ class Line:
     count: int
     unit_price: int
     known: bool
+    price: int = 0  # the shelf price before the discount (0 for an unknown code)
+    discount_percent: int = 0
+    image_url: str = ""
 
     @property
     def amount(self) -> int:
@@ -66,6 +80,13 @@ def _int(row: Mapping[str, str], col: str, where: str, lo: int, hi: int) -> int:
     return value
 
 
+def _text(row: Mapping[str, str], col: str, where: str) -> str:
+    value = (row.get(col) or "").strip()
+    if len(value) > MAX_TEXT:
+        raise CatalogError("%s: %s is longer than %d characters" % (where, col, MAX_TEXT))
+    return value
+
+
 def parse(text: str, source: str = "catalogue") -> dict[str, Product]:
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
@@ -89,6 +110,10 @@ def parse(text: str, source: str = "catalogue") -> dict[str, Product]:
             name=(row.get("name") or "").strip(),
             price=_int(row, "price", where, 0, MAX_PRICE),
             discount_percent=_int(row, "discount_percent", where, 0, 100),
+            stock=(_int(row, "stock", where, -MAX_STOCK, MAX_STOCK)
+                   if (row.get("stock") or "").strip() else None),
+            category=_text(row, "category", where),
+            image_url=_text(row, "image_url", where),
         )
     if not products:
         raise CatalogError("%s: no products" % source)
@@ -115,9 +140,19 @@ def price(items: Mapping[str, int], products: Mapping[str, Product]) -> Priced:
         if p is None:
             lines.append(Line(code, "", count, 0, False))
         else:
-            lines.append(Line(code, p.name, count, p.unit_price, True))
+            lines.append(Line(code, p.name, count, p.unit_price, True, p.price,
+                              p.discount_percent, p.image_url))
     return Priced(lines, sum(ln.amount for ln in lines))
 
 
-def from_rows(rows: Iterable[tuple[str, str, int, int]]) -> dict[str, Product]:
-    return {r[0]: Product(r[0], r[1], int(r[2]), int(r[3])) for r in rows}
+def from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Product]:
+    """Products from database rows: (code, name, price, discount_percent) or those and
+    (stock, category, image_url)."""
+    out: dict[str, Product] = {}
+    for r in rows:
+        if len(r) < 7:
+            out[r[0]] = Product(r[0], r[1], int(r[2]), int(r[3]))
+        else:
+            out[r[0]] = Product(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), str(r[5] or ""),
+                                str(r[6] or ""))
+    return out

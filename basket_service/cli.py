@@ -1,5 +1,5 @@
 """The command line: `serve` runs the service; `start`, `end`, `checkout`, `carts`,
-`receipts`, `history`, `health`, `config` and `release` work beside it through the same
+`receipts`, `history`, `stock`, `health`, `config` and `release` work beside it through the same
 database and broker.
 Exit status: 0 done, 1 refused or failed (message says why), 2 bad settings or usage."""
 
@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from basket_service import catalog, config, contract, fleet, labels, releases, sessions, store
+from basket_service import products as products_mod
 from basket_service.config import ConfigError, Settings
 from basket_service.db import DB_ERRORS, Database, DatabaseError, first_line, open_db
 from basket_service.mqttlink import LinkError, publisher
@@ -52,11 +53,28 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def stock_bound(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = catalog.MAX_STOCK + 1
+    if not -catalog.MAX_STOCK <= value <= catalog.MAX_STOCK:
+        raise argparse.ArgumentTypeError("--below must be a whole number from %d to %d, got %r"
+                                         % (-catalog.MAX_STOCK, catalog.MAX_STOCK, text[:40]))
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m basket_service", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the service (loads the catalogue into the database)")
-    s.add_argument("--catalog", type=Path, required=True, help="catalogue CSV (UTF-8)")
+    s.add_argument("--catalog", required=True, metavar="CSV|original",
+                   help="catalogue CSV (UTF-8), or the word `original`: the original product "
+                        "table (data/products_original.csv, 4,554 products, the sample's codes "
+                        "for the names it has)")
+    s.add_argument("--reset-stock", action="store_true",
+                   help="set every product's stock to the catalogue's (products the catalogue "
+                        "gives a stock for); without it the database keeps the stock it has")
     s.add_argument("--share-group", type=share_group, help="subscribe via $share/NAME/...")
     s.add_argument("--client-id", help="stable MQTT client id of this process "
                    "(default: SERVICE_CLIENT_ID or basket-service-<hostname>)")
@@ -82,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("basket", type=basket_number, nargs="?")
     h.add_argument("--json", action="store_true")
     sub.add_parser("stats", help="counters (rejected updates by reason)")
+    st = sub.add_parser("stock", help="products low on or out of stock, lowest first")
+    st.add_argument("--below", type=stock_bound, default=5,
+                    help="list stock of this or less (default 5)")
+    st.add_argument("--limit", type=int, default=500)
+    st.add_argument("--json", action="store_true")
     hl = sub.add_parser("health", help="the fleet: every basket's latest health and alerts")
     hl.add_argument("--json", action="store_true")
     cf = sub.add_parser("config", help="remote configuration of the baskets")
@@ -157,16 +180,26 @@ def reconcile_s(env: dict[str, str] | None = None) -> float:
     return value
 
 
+def load_catalog(spec: str) -> dict[str, catalog.Product]:
+    """--catalog: `original` (the original product table, coded with the sample's codes) or a
+    catalogue CSV's path; ConfigError (exit 2) naming the file and line at fault."""
+    try:
+        if spec == "original":
+            return products_mod.original_catalog()
+        return catalog.load(Path(spec))
+    except (catalog.CatalogError, products_mod.ProductsError) as e:
+        raise ConfigError("--catalog: %s" % e)
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from basket_service.service import Service
 
-    try:
-        products = catalog.load(args.catalog)
-    except catalog.CatalogError as e:
-        raise ConfigError("--catalog: %s" % e)
+    products = load_catalog(args.catalog)
     db = open_db(settings)
-    store.load_products(db, products)
-    log.info("catalogue %s: %d products loaded into %s", args.catalog, len(products), db.where)
+    loaded = store.load_products(db, products, reset_stock=args.reset_stock)
+    log.info("catalogue %s: %d products loaded into %s (%d added, %d updated, %d removed%s)",
+             args.catalog, len(products), db.where, loaded.added, loaded.updated,
+             loaded.removed, "; stock reset from the catalogue" if args.reset_stock else "")
     svc = Service(settings, db, products, args.share_group, reconcile_s())
     dash = None
     if args.http is not None:
@@ -244,6 +277,21 @@ def print_receipt(r: store.Receipt) -> None:
         print("  %-10s %-30s %3d x %8d = %9d%s" % (ln.code, ln.name[:30], ln.count,
                                                   ln.unit_price, ln.amount, flag))
     print("  total %d won" % r.priced.total)
+
+
+def stock_command(args: argparse.Namespace, db: Database) -> int:
+    rows = store.stock_levels(db, args.below, max(1, args.limit))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        return 0
+    print("%-8s %7s %7s  %-10s %s" % ("CODE", "STOCK", "SALES", "CATEGORY", "NAME"))
+    for r in rows:
+        stock = r["stock"]
+        oversold = isinstance(stock, int) and stock < 0
+        print("%-8s %7s %7s  %-10s %s%s" % (r["code"], stock, r["sales"], r["category"] or "-",
+                                            r["name"], "  (oversold)" if oversold else ""))
+    return 0
 
 
 def report(args: argparse.Namespace, db: Database) -> int:
@@ -551,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                 return release_command(args, settings, db)
             if args.command == "labels":
                 return labels_command(args, settings, db)
+            if args.command == "stock":
+                return stock_command(args, db)
             return report(args, db)
         finally:
             db.close()

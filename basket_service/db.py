@@ -106,6 +106,19 @@ MIGRATIONS: list[list[str]] = [
             sha256 TEXT NOT NULL,
             pushed_at TEXT NOT NULL)""",
     ],
+    [  # 4: stock and sales (issue 16). The database owns stock once a code is imported; a
+        # checkout moves it in the receipt's transaction. `payment_id`: a checkout is billed
+        # once per payment; `receipt_key`: the shopper's link to the receipt. NULLs are
+        # distinct in a unique index on both back ends (staff checkouts have no payment).
+        "ALTER TABLE products ADD COLUMN stock {big} NOT NULL DEFAULT 0",
+        "ALTER TABLE products ADD COLUMN sales {big} NOT NULL DEFAULT 0",
+        "ALTER TABLE products ADD COLUMN category TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE products ADD COLUMN image_url TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE receipts ADD COLUMN payment_id TEXT",
+        "ALTER TABLE receipts ADD COLUMN receipt_key TEXT",
+        "CREATE UNIQUE INDEX receipts_payment ON receipts (payment_id)",
+        "CREATE UNIQUE INDEX receipts_key ON receipts (receipt_key)",
+    ],
     [  # 5: the shopper's pairing (issue 16, docs/shopper.md): pairing.PairState as JSON, and
         # what the basket's display was last sent and what the last phone may still see.
         """CREATE TABLE pairing (
@@ -185,6 +198,11 @@ class Tx:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.cur.execute(self._sql(sql), tuple(params))
         return int(self.cur.rowcount)
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """One statement for each parameter set (psycopg pipelines them)."""
+        if params:
+            self.cur.executemany(self._sql(sql), [tuple(p) for p in params])
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         self.cur.execute(self._sql(sql), tuple(params))

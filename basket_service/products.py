@@ -16,8 +16,8 @@ codes belong to the database (the wiring imports by name and keeps the codes it 
 codes follow the contract (1-32 characters) but are longer than the 4 bytes an original EPC
 holds: a basket scans them from the line source or from newly written tags.
 
-The small sample catalogue stays the default; this one is an option (`--catalog original`, in
-the wiring)."""
+The small sample catalogue stays the default; this one is an option (`serve --catalog
+original`, original_catalog())."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from basket_service.catalog import MAX_PRICE, Product
+from basket_service import catalog
+from basket_service.catalog import MAX_PRICE, MAX_STOCK, Product
 from basket_service.contract import CODE_RE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,6 @@ SAMPLE = ROOT / "data" / "catalog_sample.csv"
 
 REQUIRED = ("name", "price", "stock", "category", "discount_rate", "sales")
 OPTIONAL = ("image_url", "tag", "location", "description", "brand")
-MAX_STOCK = 10**9  # stock may be negative (sold while at 0; docs/shopper.md)
 MAX_ROWS = 99_999  # what `P` + 5 digits can number
 MAX_TEXT = 2000  # characters in any one field
 
@@ -187,6 +187,15 @@ def names_to_codes(products: Mapping[str, Product]) -> dict[str, str]:
 
 
 def to_catalog(rows: Mapping[str, ProductRow]) -> dict[str, Product]:
-    """The coded rows as the catalogue the service prices from (code, name, price, discount);
-    stock and sales stay in the rows until the catalogue's table has columns for them."""
-    return {code: Product(code, r.name, r.price, r.discount_rate) for code, r in rows.items()}
+    """The coded rows as the catalogue the service loads (`serve --catalog original`): code,
+    name, price, discount, stock, category and image_url (the file's sales are not imported:
+    the database counts what this system sells)."""
+    return {code: Product(code, r.name, r.price, r.discount_rate, r.stock, r.category,
+                          r.image_url) for code, r in rows.items()}
+
+
+def original_catalog(path: Path = ORIGINAL, sample: Path = SAMPLE) -> dict[str, Product]:
+    """The original product table as a catalogue, coded with the sample catalogue's codes for
+    the names it has (`serve --catalog original`). ProductsError, or catalog.CatalogError for
+    a bad sample, naming the file and line."""
+    return to_catalog(coded(load(path), names_to_codes(catalog.load(sample))))

@@ -1,8 +1,8 @@
 """The discounted unit price, as the original backend computed it: the discount is rounded
 down to the won, so the price is rounded up (`price - price * rate / 100` in integers). Pure.
 
-Groundwork of issue 16 (docs/shopper.md, "Rounding"): catalog.Product.unit_price still rounds
-the price down; the wiring session switches it (and every other place that prices) to this."""
+The one rule of the project (docs/shopper.md, "Rounding"): catalog.Product.unit_price is this,
+so every total, board line and receipt is priced by it."""
 
 from __future__ import annotations
 

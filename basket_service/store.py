@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -36,18 +38,71 @@ class Applied:
     session: int | None = None  # the basket's session when it was applied
 
 
-def load_products(db: Database, products: Mapping[str, Product]) -> None:
-    """Replaces the catalogue in the database with `products` in one transaction."""
+@dataclass(frozen=True)
+class Loaded:
+    """What load_products did: codes new to the database, codes already there, codes gone."""
+
+    added: int
+    updated: int
+    removed: int
+
+
+PRODUCT_COLUMNS = "code, name, price, discount_percent, stock, category, image_url"
+
+
+def load_products(db: Database, products: Mapping[str, Product], *,
+                  reset_stock: bool = False) -> Loaded:
+    """Brings the database's catalogue to `products` in one transaction. A code new to the
+    database is inserted with the file's stock (0 when the file gives none) and sales 0; a code
+    already there takes name, price, discount, category and image_url from the file but keeps
+    its stock and sales (the database owns them once imported; `serve` loads the catalogue at
+    every start), unless `reset_stock` and the file gives a stock: then stock is the file's.
+    Codes not in `products` are deleted."""
     stamp = now()
     with db.tx() as t:
-        t.run("DELETE FROM products")
+        before = {str(r[0]) for r in t.all("SELECT code FROM products")}
+        gone = sorted(before - set(products))
+        for i in range(0, len(gone), 500):
+            chunk = gone[i:i + 500]
+            t.run("DELETE FROM products WHERE code IN (" + ",".join("?" * len(chunk)) + ")",
+                  chunk)
+        insert = ("INSERT INTO products (code, name, price, discount_percent, stock, sales,"
+                  " category, image_url, loaded_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)"
+                  " ON CONFLICT (code) DO UPDATE SET name = excluded.name,"
+                  " price = excluded.price, discount_percent = excluded.discount_percent,"
+                  " category = excluded.category, image_url = excluded.image_url,"
+                  " loaded_at = excluded.loaded_at")
+        keep: list[tuple[object, ...]] = []
+        reset: list[tuple[object, ...]] = []
         for p in products.values():
-            t.run("INSERT INTO products (code, name, price, discount_percent, loaded_at)"
-                  " VALUES (?, ?, ?, ?, ?)", (p.code, p.name, p.price, p.discount_percent, stamp))
+            row = (p.code, p.name, p.price, p.discount_percent,
+                   0 if p.stock is None else p.stock, p.category, p.image_url, stamp)
+            (reset if reset_stock and p.stock is not None else keep).append(row)
+        t.many(insert, keep)
+        t.many(insert + ", stock = excluded.stock", reset)
+    added = sum(1 for c in products if c not in before)
+    return Loaded(added, len(products) - added, len(gone))
 
 
 def read_products(t: Tx) -> dict[str, Product]:
-    return catalog.from_rows(t.all("SELECT code, name, price, discount_percent FROM products"))
+    return catalog.from_rows(t.all("SELECT " + PRODUCT_COLUMNS + " FROM products"))
+
+
+def stock_levels(db: Database, below: int = 5, limit: int = 500) -> list[dict[str, object]]:
+    """The products whose stock is `below` or less (negative: sold while out of stock),
+    lowest first, at most `limit` of them."""
+    with db.read() as t:
+        rows = t.all("SELECT code, name, stock, sales, category FROM products WHERE stock <= ?"
+                     " ORDER BY stock, code LIMIT ?", (below, limit))
+    return [{"code": c, "name": n, "stock": int(st), "sales": int(sa), "category": cat}
+            for c, n, st, sa, cat in rows]
+
+
+def stock_count(db: Database, below: int = 5) -> int:
+    """How many products stock_levels(db, below) would list without a limit."""
+    with db.read() as t:
+        row = t.one("SELECT count(*) FROM products WHERE stock <= ?", (below,))
+    return int(row[0]) if row else 0
 
 
 def apply_update(db: Database, upd: Update, products: Mapping[str, Product], *, via: str,
@@ -207,6 +262,8 @@ class Receipt:
     session: int | None
     created_at: str
     priced: Priced
+    payment_id: str | None = None  # the payment that paid it (None: a staff checkout)
+    key: str = ""  # the receipt's link key (receipt_by_key); "" for receipts written before
 
 
 @dataclass(frozen=True)
@@ -229,14 +286,23 @@ def held(db: Database, basket: int) -> Held:
 
 
 def checkout(db: Database, basket: int, digest: str | None = None,
-             session: int | None = None) -> Receipt:
-    """Prices the basket's current cart from the database's catalogue, writes the receipt and
-    frees the basket, all in one transaction. `digest` and `session` (sessions.checkout passes
-    what it confirmed with the broker): refused (SessionError, nothing changed) unless the
-    stored cart is still that cart, in that session. A stored cart that cannot be read (a bad
-    row) is refused the same way."""
+             session: int | None = None, payment_id: str | None = None) -> Receipt:
+    """Prices the basket's current cart from the database's catalogue, writes the receipt,
+    takes each known line's count off the product's stock and adds it to its sales (an
+    out-of-stock product still sells: its stock goes negative) and frees the basket, all in
+    one transaction. `digest` and `session` (sessions.checkout passes what it confirmed with
+    the broker): refused (SessionError, nothing changed) unless the stored cart is still that
+    cart, in that session. A stored cart that cannot be read (a bad row) is refused the same
+    way. `payment_id`: when a receipt of that payment exists already, that receipt is returned
+    and nothing changes (a retried checkout, a second "paid": stock moves once)."""
     with db.tx() as t:
         in_use, current, cart, stored, *_ = t.lock_basket(basket)
+        if payment_id is not None:  # after the lock: a concurrent checkout has committed
+            paid = t.one("SELECT id FROM receipts WHERE payment_id = ?", (payment_id,))
+            if paid is not None:
+                found = _receipt_by(t, "id", paid[0])
+                assert found is not None
+                return found
         if not in_use:
             raise SessionError("basket %d is not in use" % basket)
         if session is not None and current != session:
@@ -256,17 +322,60 @@ def checkout(db: Database, basket: int, digest: str | None = None,
             raise SessionError("basket %d: cannot check out: its stored cart does not match its"
                                " digest; the basket's next update replaces it" % basket)
         session = _close(t, basket, "checkout")
-        priced = catalog.price(items, read_products(t))
+        priced = catalog.price(items, _products_for(t, sorted(items)))
         stamp = now()
-        row = t.one("INSERT INTO receipts (basket, session_id, created_at, total, unknown)"
-                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                    (basket, session, stamp, priced.total, ",".join(priced.unknown)))
+        key = secrets.token_urlsafe(16)
+        row = t.one("INSERT INTO receipts (basket, session_id, created_at, total, unknown,"
+                    " payment_id, receipt_key) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (basket, session, stamp, priced.total, ",".join(priced.unknown), payment_id,
+                     key))
         assert row is not None
         for n, ln in enumerate(priced.lines, start=1):
             t.run("INSERT INTO receipt_lines (receipt_id, line_no, code, name, count, unit_price,"
                   " amount, known) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   (row[0], n, ln.code, ln.name, ln.count, ln.unit_price, ln.amount, int(ln.known)))
-        return Receipt(int(row[0]), basket, session, stamp, priced)
+        for ln in priced.lines:
+            if ln.known and ln.count:
+                t.run("UPDATE products SET stock = stock - ?, sales = sales + ? WHERE code = ?",
+                      (ln.count, ln.count, ln.code))
+        return Receipt(int(row[0]), basket, session, stamp, priced, payment_id, key)
+
+
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # secrets.token_urlsafe(16) gives 22
+
+
+def _receipt_by(t: Tx, column: str, value: object) -> Receipt | None:
+    """The stored receipt whose `column` (id or payment_id or receipt_key) is `value`, as
+    checkout returned it (its lines as billed: no shelf price or picture)."""
+    head = t.one("SELECT id, basket, session_id, created_at, total, unknown, payment_id,"
+                 " receipt_key FROM receipts WHERE " + column + " = ?", (value,))
+    if head is None:
+        return None
+    rid, basket, session, created, total, _, payment, key = head
+    lines = [catalog.Line(c, n, int(k), int(u), bool(kn)) for c, n, k, u, _, kn in t.all(
+        "SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
+        " WHERE receipt_id = ? ORDER BY line_no", (rid,))]
+    return Receipt(int(rid), int(basket), session, created, Priced(lines, int(total)), payment,
+                   key or "")
+
+
+def receipt_by_key(db: Database, key: object) -> dict[str, object] | None:
+    """The receipt with this link key (receipt_doc's shape); None for an unknown key or one
+    that is not a short url-safe string."""
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+        return None
+    with db.read() as t:
+        r = _receipt_by(t, "receipt_key", key)
+    return None if r is None else receipt_doc(r)
+
+
+def receipt_by_payment(db: Database, payment_id: object) -> dict[str, object] | None:
+    """The receipt that payment paid (receipt_doc's shape); None when there is none."""
+    if not isinstance(payment_id, str) or not payment_id or len(payment_id) > 200:
+        return None
+    with db.read() as t:
+        r = _receipt_by(t, "payment_id", payment_id)
+    return None if r is None else receipt_doc(r)
 
 
 # --- bad rows: a row the code cannot read is reported (one warning per bad value) and left
@@ -326,8 +435,9 @@ def receipts(db: Database, limit: int = 20, since: str | None = None,
     """The newest receipts first; `since`/`until` (ISO 8601 UTC, as stored) bound created_at."""
     where, params = _created_between(since, until)
     with db.read() as t:
-        heads = t.all("SELECT id, basket, session_id, created_at, total, unknown FROM receipts"
-                      + where + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        heads = t.all("SELECT id, basket, session_id, created_at, total, unknown, payment_id,"
+                      " receipt_key FROM receipts" + where + " ORDER BY id DESC LIMIT ?",
+                      (*params, limit))
         return _readable(heads, "receipts", lambda r: _receipt_doc(t, *r))
 
 
@@ -353,11 +463,12 @@ def _created_between(since: str | None, until: str | None) -> tuple[str, tuple[s
 
 
 def _receipt_doc(t: Tx, rid: int, basket: int, session: int | None, created: str, total: int,
-                 unknown: str) -> dict[str, object]:
+                 unknown: str, payment_id: str | None, key: str | None) -> dict[str, object]:
     lines = t.all("SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
                   " WHERE receipt_id = ? ORDER BY line_no", (rid,))
     return {"receipt": rid, "basket": basket, "session": session, "created_at": created,
             "total": int(total), "unknown": [c for c in unknown.split(",") if c],
+            "payment_id": payment_id, "key": key or "",
             "lines": [{"code": c, "name": n, "count": int(k), "unit_price": int(u),
                        "amount": int(a), "known": bool(kn)} for c, n, k, u, a, kn in lines]}
 
@@ -366,6 +477,7 @@ def receipt_doc(r: Receipt) -> dict[str, object]:
     """A receipt just written by checkout, in the same shape as receipts() lists it."""
     return {"receipt": r.id, "basket": r.basket, "session": r.session, "created_at": r.created_at,
             "total": r.priced.total, "unknown": list(r.priced.unknown),
+            "payment_id": r.payment_id, "key": r.key,
             "lines": [{"code": ln.code, "name": ln.name, "count": ln.count,
                        "unit_price": ln.unit_price, "amount": ln.amount, "known": ln.known}
                       for ln in r.priced.lines]}
@@ -395,8 +507,9 @@ def board(db: Database) -> tuple[list[dict[str, object]], int]:
             "session": session,
             "session_started_at": started,
             "lines": [{"code": ln.code, "name": ln.name, "count": ln.count,
-                       "unit_price": ln.unit_price, "amount": ln.amount, "known": ln.known}
-                      for ln in priced.lines],
+                       "unit_price": ln.unit_price, "amount": ln.amount, "known": ln.known,
+                       "price": ln.price, "discount_percent": ln.discount_percent,
+                       "image_url": ln.image_url} for ln in priced.lines],
             "items": sum(ln.count for ln in priced.lines),
             "total": priced.total,
             "unknown": list(priced.unknown),
@@ -411,7 +524,7 @@ def _products_for(t: Tx, codes: list[str]) -> dict[str, Product]:
     rows: list[Row] = []
     for i in range(0, len(codes), 500):
         chunk = codes[i:i + 500]
-        rows += t.all("SELECT code, name, price, discount_percent FROM products WHERE code IN ("
+        rows += t.all("SELECT " + PRODUCT_COLUMNS + " FROM products WHERE code IN ("
                       + ",".join("?" * len(chunk)) + ")", chunk)
     return catalog.from_rows(rows)
 

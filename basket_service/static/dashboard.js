@@ -1,5 +1,7 @@
 // The baskets page: one card per basket, kept current by the live feed; start / end /
-// checkout through the JSON API; the receipt stays on the card after a checkout.
+// checkout through the JSON API; the receipt stays on the card after a checkout. Below the
+// board, the products low on stock (api/stock), read again with the board's snapshot, after
+// every receipt and every 30 s; oversold ones (negative stock) are marked as such.
 "use strict";
 
 const baskets = new Map();   // basket number -> latest document from the server
@@ -130,12 +132,45 @@ async function refreshToday() {
   } catch (e) { /* the connection state already shows it */ }
 }
 
+const STOCK_BELOW = 5;  // list stock of 5 or less
+const STOCK_ROWS = 50;  // at most this many rows; the caption says how many there are
+
+function stockState(n) {
+  if (n < 0) return { cls: "negative", text: "oversold" };
+  if (n === 0) return { cls: "out", text: "out of stock" };
+  return { cls: "low", text: "low" };
+}
+
+async function refreshStock() {
+  let res;
+  try {
+    res = await api("api/stock?below=" + STOCK_BELOW + "&limit=" + STOCK_ROWS);
+  } catch (e) { return; /* the connection state already shows it */ }
+  if (!res.ok) return;
+  const d = res.body;
+  document.getElementById("stockrows").replaceChildren(...d.products.map((p) => {
+    const st = stockState(p.stock);
+    return el("tr", { class: st.cls, "data-code": p.code },
+      el("td", { text: p.code }),
+      el("td", { text: p.name }),
+      el("td", { text: p.category }),
+      el("td", { class: "num stockno", text: String(p.stock) }),
+      el("td", { class: "num", text: String(p.sales) }),
+      el("td", { class: "stockstate", text: st.text }));
+  }));
+  document.getElementById("stockhint").textContent = "(stock " + d.below + " or less: " +
+    d.count + " product(s)" + (d.count > d.products.length ? ", lowest " + d.products.length + " shown" : "") + ")";
+  document.getElementById("stockempty").hidden = d.count > 0;
+}
+
 document.getElementById("startform").addEventListener("submit", startFromForm);
 live({
   snapshot(d) {
     for (const b of d.baskets) { baskets.set(b.basket, b); render(b.basket); }
     refreshToday();
+    refreshStock();
   },
   basket(b) { baskets.set(b.basket, b); render(b.basket); },
-  receipt() { refreshToday(); },
+  receipt() { refreshToday(); refreshStock(); },
 });
+setInterval(refreshStock, 30000);

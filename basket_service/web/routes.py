@@ -31,6 +31,7 @@ from basket_service.web.schemas import (
     BadRequest,
     BasketNo,
     BasketOut,
+    BelowParam,
     DayOut,
     DayParam,
     ErrorOut,
@@ -39,7 +40,9 @@ from basket_service.web.schemas import (
     LimitParam,
     ReceiptOut,
     SessionOut,
+    StockOut,
     day_bounds,
+    parse_below,
     parse_day,
 )
 from basket_service.web.shop_routes import add_shop, sweeping
@@ -145,8 +148,8 @@ def add_pages(app: FastAPI) -> None:
 
 
 def add_reads(app: FastAPI, reader: Reader, hub: Hub) -> None:
-    """The board, one basket, the fleet, a day's receipts, the live feed and the health
-    check."""
+    """The board, one basket, the fleet, a day's receipts, low stock, the live feed and the
+    health check."""
 
     @app.get("/api/baskets", response_model=list[BasketOut], tags=["baskets"],
              responses={503: ERRORS[503]})
@@ -191,6 +194,19 @@ def add_reads(app: FastAPI, reader: Reader, hub: Hub) -> None:
         rows, (count, total) = reader.run(read)
         return {"day": when, "since": since, "until": until, "count": count, "total": total,
                 "receipts": rows}
+
+    @app.get("/api/stock", response_model=StockOut, tags=["stock"],
+             responses={400: {"model": ErrorOut}, 503: ERRORS[503]})
+    def low_stock(below: BelowParam = None, limit: LimitParam = 500) -> dict[str, object]:
+        """The products whose stock is `below` or less, lowest first: out of stock at 0,
+        oversold when negative (a checkout never refuses a product for its stock)."""
+        level = parse_below(below)
+
+        def read(db: Database) -> tuple[list[dict[str, object]], int]:
+            return store.stock_levels(db, level, limit), store.stock_count(db, level)
+
+        rows, count = reader.run(read)
+        return {"below": level, "count": count, "products": rows}
 
     @app.get("/api/events", tags=["live"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}},

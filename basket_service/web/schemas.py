@@ -3,6 +3,7 @@ the errors each route may answer, and the ?day= rules (parse_day, day_bounds).""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 from typing import Annotated, Any, Literal
@@ -23,6 +24,13 @@ class LineOut(BaseModel):
     known: bool
 
 
+class CartLineOut(LineOut):
+    """A line of a basket's cart on the board: also what a shopper's page shows."""
+    price: int  # the shelf price before the discount (0 for an unknown code)
+    discount_percent: int
+    image_url: str  # a link the browser may load; never fetched by the service
+
+
 class AlertOut(BaseModel):
     kind: str
     text: str
@@ -34,7 +42,7 @@ class BasketOut(BaseModel):
     state: Literal["idle", "shopping"]
     session: int | None
     session_started_at: str | None
-    lines: list[LineOut]
+    lines: list[CartLineOut]
     items: int
     total: int
     unknown: list[str]
@@ -102,7 +110,24 @@ class ReceiptOut(BaseModel):
     created_at: str
     total: int
     unknown: list[str]
+    payment_id: str | None = None  # the payment that paid it; null for a staff checkout
+    key: str = ""  # the receipt's link key; "" for receipts older than migration 4
     lines: list[LineOut]
+
+
+class StockRowOut(BaseModel):
+    code: str
+    name: str
+    stock: int  # negative: sold while out of stock
+    sales: int
+    category: str
+
+
+class StockOut(BaseModel):
+    """The products at or below a stock level, lowest first (at most `limit`)."""
+    below: int
+    count: int  # how many products are at or below it, listed or not
+    products: list[StockRowOut]
 
 
 class DayOut(BaseModel):
@@ -142,6 +167,11 @@ LimitParam = Annotated[int, Query(ge=1, le=5000)]
 BasketNo = Annotated[int, PathParam(ge=1, le=999_999_999, description="basket number")]
 
 
+BelowParam = Annotated[str | None, Query(description="list products whose stock is this or "
+                                                   "less, -10^9 to 10^9; default 5")]
+MAX_STOCK = 10**9  # catalog.MAX_STOCK
+
+
 class BadRequest(ValueError):
     """A query parameter the API refuses with 400 and this message."""
 
@@ -160,6 +190,18 @@ def parse_day(text: str | None) -> date:
         raise BadRequest("day must be a date YYYY-MM-DD from %s to %s, got %r"
                          % (FIRST_DAY, LAST_DAY, text[:40]))
     return day
+
+
+def parse_below(text: str | None) -> int:
+    """?below=: absent or empty is 5; anything but a whole number within the stock bounds is
+    a BadRequest."""
+    if text is None or not text.strip():
+        return 5
+    raw = text.strip()
+    if not re.fullmatch(r"-?[0-9]{1,10}", raw) or not -MAX_STOCK <= int(raw) <= MAX_STOCK:
+        raise BadRequest("below must be a whole number from %d to %d, got %r"
+                         % (-MAX_STOCK, MAX_STOCK, text[:40]))
+    return int(raw)
 
 
 def day_bounds(day: date) -> tuple[str, str]:

@@ -31,7 +31,7 @@ CATALOG = """code,name,name_en,price,discount_percent
 MLON,성주 참외 3~8입 봉,Korean melons,13900,0
 APPL,사과 1.5kg,Apples,26900,15
 """
-APPL = 26900 * 85 // 100  # 22865: the discount rounds down
+APPL = 26900 - 26900 * 15 // 100  # 22865: the discount rounds down (rounding.unit_price)
 TOKEN = "s3cret-token-for-tests-0123456789"
 LOCAL = "http://127.0.0.1:8080"
 
@@ -80,6 +80,9 @@ def test_dashboard_api_reads(client, db):
         ("MLON", "성주 참외 3~8입 봉", 2, 13900, 27800, True),
         ("NOPE", "", 3, 0, 0, False)]
     assert b1["total"] == 27800 + APPL and b1["items"] == 6 and b1["unknown"] == ["NOPE"]
+    # What a shopper's page shows too: the shelf price, the discount, the picture's link.
+    assert [(ln["price"], ln["discount_percent"], ln["image_url"]) for ln in b1["lines"]] == [
+        (26900, 15, ""), (13900, 0, ""), (0, 0, "")]
     assert b1["changed_at"] == max(b1["cart_updated_at"], b1["availability_at"])
     assert b2 == {**b2, "basket": 2, "online": False, "lines": [], "total": 0}
     assert client.get("/api/baskets/1").json() == b1
@@ -98,7 +101,7 @@ def test_dashboard_pages_and_openapi(client):
     for asset in ("style.css", "live.js", "dashboard.js", "receipts.js"):
         assert client.get("/static/" + asset).status_code == 200, asset
     paths = client.get("/openapi.json").json()["paths"]
-    for p in ("/api/baskets", "/api/baskets/{basket}", "/api/receipts", "/api/events",
+    for p in ("/api/baskets", "/api/baskets/{basket}", "/api/receipts", "/api/events", "/api/stock",
               "/api/baskets/{basket}/start", "/api/baskets/{basket}/end",
               "/api/baskets/{basket}/checkout"):
         assert p in paths, p
@@ -209,7 +212,7 @@ def test_dashboard_token(env, db):
     with TestClient(create_app(settings_for(env), token=TOKEN),
                     base_url="http://shop-pc.example:8080") as c:
         for path in ("/", "/receipts", "/api/baskets", "/openapi.json", "/docs",
-                     "/static/live.js", "/api/events"):
+                     "/static/live.js", "/api/events", "/api/stock"):
             r = c.get(path)
             assert r.status_code == 401, path
         assert c.get("/api/baskets", headers={"Authorization": "Bearer wrong-token-0123456789"}
@@ -392,3 +395,25 @@ def test_dashboard_web_command(env, db):
     assert proc.returncode == 0, out
     assert "dashboard on http://0.0.0.0:%d/ (token required" % port in out
     assert TOKEN not in out and "Traceback" not in out
+
+
+def test_dashboard_api_stock(client, db):
+    r = client.get("/api/stock")
+    assert r.status_code == 200
+    # The catalogue gives no stock: both products at 0, lowest first, then by code.
+    assert r.json() == {"below": 5, "count": 2, "products": [
+        {"code": "APPL", "name": "사과 1.5kg", "stock": 0, "sales": 0, "category": ""},
+        {"code": "MLON", "name": "성주 참외 3~8입 봉", "stock": 0, "sales": 0, "category": ""}]}
+    with db.tx() as t:
+        t.run("UPDATE products SET stock = -4, sales = 9, category = '과일' WHERE code = 'MLON'")
+        t.run("UPDATE products SET stock = 8 WHERE code = 'APPL'")
+    assert [(x["code"], x["stock"], x["sales"], x["category"])
+            for x in client.get("/api/stock").json()["products"]] == [("MLON", -4, 9, "과일")]
+    assert client.get("/api/stock", params={"below": "-5"}).json()["count"] == 0
+    body = client.get("/api/stock", params={"below": "8", "limit": "1"}).json()
+    assert (body["below"], body["count"], [x["code"] for x in body["products"]]) == \
+        (8, 2, ["MLON"])
+    for bad in ("x", "1.5", "1000000001", "-1000000001", "99999999999", "1e3", "--1", "²"):
+        r = client.get("/api/stock", params={"below": bad})
+        assert r.status_code == 400 and "below must be" in r.json()["detail"], bad
+    assert client.get("/api/stock", params={"limit": "0"}).status_code == 422

@@ -31,7 +31,7 @@ MLON,성주 참외 3~8입 봉,Korean melons,13900,0
 APPL,사과 1.5kg,Apples,26900,15
 TMAT,토마토,Tomatoes,6980,33
 """
-MLON, APPL, TMAT = 13900, 22865, 4676  # unit prices after the discount, rounded down
+MLON, APPL, TMAT = 13900, 22865, 4677  # unit prices: the discount rounded down, the price up
 
 
 def won(n: int) -> str:
@@ -153,6 +153,11 @@ def test_dashboard_in_chromium(broker, sqlite_db, services, browser_page, tmp_pa
     conn = page.locator("#conn")
     expect(conn).to_have_text("live")
     expect(page.locator("#empty")).to_be_visible()
+    # Low stock: the catalogue gives none, so all three start out of stock (0).
+    stock_rows = page.locator("#stockrows tr")
+    expect(stock_rows).to_have_count(3)
+    expect(page.locator("#stockrows tr.out")).to_have_count(3)
+    expect(page.locator("#stockhint")).to_contain_text("3 product(s)")
 
     ctl = Controller(broker.port, tmp_path)
     try:
@@ -222,6 +227,11 @@ def test_dashboard_in_chromium(broker, sqlite_db, services, browser_page, tmp_pa
         expect(receipt.locator("tr")).to_have_count(3)
         expect(receipt).to_contain_text("성주 참외 3~8입 봉")
         expect(page.locator("#today")).to_contain_text(won(total))
+        # The checkout sold them anyway: negative stock, marked oversold.
+        expect(page.locator("#stockrows tr.negative")).to_have_count(3)
+        expect(page.locator('#stockrows tr[data-code="APPL"] td')).to_have_text(
+            ["APPL", "사과 1.5kg", "", "-2", "2", "oversold"])
+        expect(stock_rows.first).to_have_attribute("data-code", "APPL")  # the lowest first
         page.screenshot(path=str(OUT / "dashboard-receipt.png"), full_page=True)
 
         # The basket itself ended its session: the controller is idle and ignores items.

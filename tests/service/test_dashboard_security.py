@@ -85,7 +85,8 @@ def test_every_answer_carries_the_security_headers(dash, monkeypatch):
             r = c.get(url(dash, path))
             assert r.status_code == status, path
             assert_secure(r.headers, path, store_ok=True)
-        for path, status in (("/api/baskets", 200), ("/api/receipts", 200),
+        for path, status in (("/api/baskets", 200), ("/api/receipts", 200), ("/api/stock", 200),
+                             ("/api/stock?below=x", 400),
                              ("/openapi.json", 200), ("/api/health", 200),
                              ("/api/baskets/7", 404), ("/api/receipts?day=x", 400),
                              ("/api/baskets/0", 422), ("/nowhere", 404),

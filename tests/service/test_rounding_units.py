@@ -1,6 +1,6 @@
 """The discounted unit price by the original backend's rule (rounding.unit_price), over every
 row of the original product table, against the other rule (the front end's, and catalog.py's
-today) to show where the two differ."""
+before it took this one) to show where the two differ."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_every_original_row_both_ways() -> None:
     differ = 0
     for price, rate in rows:
         backend = price - price * rate // 100  # the original backend, written out here
-        front = price * (100 - rate) // 100  # its front end, and catalog.Product today
+        front = price * (100 - rate) // 100  # its front end (and catalog.Product before)
         got = unit_price(price, rate)
         assert got == backend, (price, rate)
         assert front <= got <= front + 1, (price, rate)

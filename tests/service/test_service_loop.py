@@ -8,13 +8,14 @@ import json
 from tests.support.fake_basket import total_message
 from tests.support.service_proc import cli, service_env
 
-# Its own catalogue: a discount that rounds down, Korean names, an extra column.
+# Its own catalogue: discounts (the discount rounds down, so the price up), Korean names, an
+# extra column, no stock column (every product starts at 0, so checkout makes it negative).
 CATALOG = """code,name,name_en,price,discount_percent
 MLON,성주 참외 3~8입 봉,Korean melons,13900,0
 APPL,사과 1.5kg,Apples,26900,15
 TMAT,토마토,Tomatoes,6980,33
 """
-MLON, APPL, TMAT = 13900, 26900 * 85 // 100, 6980 * 67 // 100  # 22865, 4676 (floor)
+MLON, APPL, TMAT = 13900, 26900 - 26900 * 15 // 100, 6980 - 6980 * 33 // 100  # 22865, 4677
 
 
 def test_service_full_loop(broker, any_db, baskets, services, tmp_path):
@@ -64,10 +65,16 @@ def test_service_full_loop(broker, any_db, baskets, services, tmp_path):
     assert rec["basket"] == 1 and rec["total"] == expected and rec["unknown"] == ["NOPE9"]
     lines = {ln["code"]: ln for ln in rec["lines"]}
     assert lines[second]["unit_price"] == APPL and lines[second]["count"] == 3
-    assert lines["TMAT"]["unit_price"] == 4676 and lines["MLON"]["name"] == "성주 참외 3~8입 봉"
+    assert lines["TMAT"]["unit_price"] == 4677 and lines["MLON"]["name"] == "성주 참외 3~8입 봉"
     assert lines["NOPE9"] == {"code": "NOPE9", "name": "", "count": 1, "unit_price": 0,
                               "amount": 0, "known": False}
     assert sum(ln["amount"] for ln in rec["lines"]) == expected
+    assert rec["payment_id"] is None and len(rec["key"]) == 22  # a staff checkout, its link key
+    # The checkout moved stock and sales (from 0: sold while out of stock, so negative).
+    r = cli(env, "stock", "--below", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(x["code"], x["stock"], x["sales"]) for x in map(json.loads, r.stdout.splitlines())
+            ] == [("APPL", -3, 3), ("MLON", -2, 2), ("TMAT", -1, 1)]
 
     # Freed: checkout again is refused, a new session can start.
     r = cli(env, "checkout", "1")

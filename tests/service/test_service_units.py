@@ -17,15 +17,40 @@ HEADER = "code,name,price,discount_percent\n"
 def test_sample_catalogue_parses_with_korean_names():
     products = catalog.load(CATALOG)
     assert len(products) == 11
-    assert products["MLON"] == catalog.Product("MLON", "성주 참외 3~8입 봉", 13900, 0)
+    assert products["MLON"] == catalog.Product(
+        "MLON", "성주 참외 3~8입 봉", 13900, 0, 50, "과일",
+        "https://sitem.ssgcdn.com/00/12/84/item/1000549841200_i1_290.jpg")
     assert products["PCH4"].unit_price == 54900
+    # Stock, category and picture come from the original table for the names it has.
+    assert products["WTMN"].stock == 0  # the original's zero-stock watermelon
+    assert (products["PC2B"].stock, products["PC2B"].category) == (None, "")  # not in it
 
 
-def test_discount_rounds_down_to_the_won():
-    p = catalog.parse(HEADER + "A,a,999,33\nB,b,100,100\nC,c,7,0\n")
-    assert p["A"].unit_price == 669  # 999 * 67 / 100 = 669.33
+def test_discount_rounds_down_so_the_price_rounds_up():
+    p = catalog.parse(HEADER + "A,a,999,33\nB,b,100,100\nC,c,7,0\nT,t,6980,33\n")
+    assert p["A"].unit_price == 670  # the discount 329.67 -> 329; the floor said 669
     assert p["B"].unit_price == 0
     assert p["C"].unit_price == 7
+    assert p["T"].unit_price == 4677  # 6980 at 33 %: 4676 by the old floor
+    priced = catalog.price({"A": 2, "T": 1}, p)
+    assert priced.total == 2 * 670 + 4677
+    assert [(ln.unit_price, ln.price, ln.discount_percent) for ln in priced.lines] == [
+        (670, 999, 33), (4677, 6980, 33)]
+
+
+def test_optional_columns_stock_category_image_url():
+    p = catalog.parse("code,name,price,discount_percent,stock,category,image_url\n"
+                      "A,a,100,0,-3,과일,https://example.invalid/a.jpg\n"
+                      "B,b,100,0,,,\n"
+                      "C,c,100,0, 7 ,  채소 ,\n")
+    assert p["A"] == catalog.Product("A", "a", 100, 0, -3, "과일", "https://example.invalid/a.jpg")
+    assert (p["B"].stock, p["B"].category, p["B"].image_url) == (None, "", "")
+    assert (p["C"].stock, p["C"].category) == (7, "채소")
+    line = catalog.price({"A": 1}, p).lines[0]
+    assert (line.price, line.discount_percent, line.image_url) == (
+        100, 0, "https://example.invalid/a.jpg")
+    # Without the columns: no stock, no category, no picture.
+    assert catalog.parse(HEADER + "A,a,1,0\n")["A"] == catalog.Product("A", "a", 1, 0, None, "", "")
 
 
 def test_extra_columns_any_order_and_bom_are_fine():
@@ -41,6 +66,12 @@ def test_extra_columns_any_order_and_bom_are_fine():
     (HEADER + "A B,a,100,0\n", "bad product code"),
     (HEADER + "A,a,100,0\nA,b,1,0\n", "duplicate product code"),
     (HEADER + "A,a,100,0,extra\n", "more fields"),
+    ("code,name,price,discount_percent,stock\nA,a,1,0,x\n", "stock must be an integer"),
+    ("code,name,price,discount_percent,stock\nA,a,1,0,1.5\n", "stock must be an integer"),
+    ("code,name,price,discount_percent,stock\nA,a,1,0,1000000001\n", "stock must be"),
+    ("code,name,price,discount_percent,stock\nA,a,1,0,-1000000001\n", "stock must be"),
+    ("code,name,price,discount_percent,image_url\nA,a,1,0," + "u" * 2001 + "\n",
+     "image_url is longer than 2000"),
     (HEADER, "no products"),
 ])
 def test_bad_catalogues_are_refused_with_the_line(text, needle):
