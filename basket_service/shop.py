@@ -269,7 +269,7 @@ class Shop:
             row = self._authorized(db, basket, token)
             session = row.display.get("session")
             held, digest = sessions.confirmed_cart(self.settings, db, basket)
-            cart = store.basket_doc(db, basket)
+            cart: dict[str, Any] | None = store.basket_doc(db, basket)
             if cart is None or held.session != session or cart.get("digest") != digest:
                 raise sessions.Unconfirmed("basket %d: the cart changed; try again in a moment"
                                            % basket)
@@ -281,7 +281,7 @@ class Shop:
                 raise Refusal(basket, "empty_cart", "basket %d: an empty cart cannot be checked"
                               " out" % basket)
             with self.lock:
-                pay = self.provider.begin(payments.Checkout(basket, int(session), digest,
+                pay = self.provider.begin(payments.Checkout(basket, int(held.session or 0), digest,
                                                             int(cart["total"])))
                 self.open[basket] = pay.id
             out: dict[str, Any] = {"payment": pay.doc()}

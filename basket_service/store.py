@@ -488,16 +488,31 @@ def board(db: Database) -> tuple[list[dict[str, object]], int]:
     its state and its cart priced line by line from the database's catalogue, plus the id of
     the newest receipt (0 when none). One read transaction, so it is consistent."""
     with db.read() as t:
-        every = t.all("SELECT b.id, b.in_use, b.session_id, b.online, b.availability_at,"
-                      " b.cart, b.updated_at, s.started_at FROM baskets b LEFT JOIN sessions s"
-                      " ON s.id = b.session_id ORDER BY b.id")
-        good = _readable(every, "baskets", lambda r: (r, cart_of(r[5])))
-        rows = [r for r, _ in good]
-        carts = [c for _, c in good]
-        products = _products_for(t, sorted({c for cart in carts for c in cart}))
+        docs = _basket_docs(t, "")
         newest = t.one("SELECT coalesce(max(id), 0) FROM receipts")
+    return docs, int(newest[0]) if newest else 0
+
+
+def basket_doc(db: Database, basket: int) -> dict[str, object] | None:
+    """One basket as board() shows it, plus `digest` (its stored cart's), or None when the
+    database has no (readable) row for it: what a shopper's phone shows of its cart."""
+    with db.read() as t:
+        docs = _basket_docs(t, " WHERE b.id = ?", (basket,))
+    return docs[0] if docs else None
+
+
+def _basket_docs(t: Tx, where: str, params: tuple[object, ...] = ()) -> list[dict[str, object]]:
+    every = t.all("SELECT b.id, b.in_use, b.session_id, b.online, b.availability_at,"
+                  " b.cart, b.updated_at, s.started_at, b.cart_digest FROM baskets b"
+                  " LEFT JOIN sessions s ON s.id = b.session_id" + where + " ORDER BY b.id",
+                  params)
+    good = _readable(every, "baskets", lambda r: (r, cart_of(r[5])))
+    rows = [r for r, _ in good]
+    carts = [c for _, c in good]
+    products = _products_for(t, sorted({c for cart in carts for c in cart}))
     out: list[dict[str, object]] = []
-    for (basket, in_use, session, online, avail_at, _, updated, started), cart in zip(rows, carts):
+    for (basket, in_use, session, online, avail_at, _, updated, started, digest), cart in zip(
+            rows, carts):
         priced = catalog.price(cart, products)
         stamps = [s for s in (avail_at, updated, started) if s]
         out.append({
@@ -516,8 +531,9 @@ def board(db: Database) -> tuple[list[dict[str, object]], int]:
             "cart_updated_at": updated,
             "availability_at": avail_at,
             "changed_at": max(stamps) if stamps else None,
+            "digest": digest,
         })
-    return out, int(newest[0]) if newest else 0
+    return out
 
 
 def _products_for(t: Tx, codes: list[str]) -> dict[str, Product]:

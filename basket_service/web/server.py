@@ -77,6 +77,7 @@ class Dashboard:
 
     def stop(self) -> None:
         self.hub.close()
+        self.app.state.close_shop_feeds()
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()

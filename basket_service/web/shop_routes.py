@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ def add_shop(app: FastAPI, shop: Shop, reader: Reader) -> None:
     """The shopper's routes, the staff's checkout codes, and the sweep (a task of the app's
     lifespan: see start_sweep)."""
     streams: dict[int, int] = {}
+    closing = threading.Event()  # set by close_feeds(): the server is stopping
+    app.state.close_shop_feeds = closing.set
 
     @app.exception_handler(pairing.Refused)
     async def refused(request: Request, e: Exception) -> JSONResponse:
@@ -144,7 +147,7 @@ def add_shop(app: FastAPI, shop: Shop, reader: Reader) -> None:
             quiet = 0.0
             try:
                 yield "retry: 1000\n\n"
-                while not await request.is_disconnected():
+                while not closing.is_set() and not await request.is_disconnected():
                     try:
                         doc = await asyncio.to_thread(
                             reader.run, lambda db: shop.view(db, basket, token))
@@ -197,6 +200,8 @@ def qr_svg(url: str, scale: int = 4) -> bytes:
 async def sweeping(shop: Shop, reader: Reader) -> AsyncIterator[None]:
     """Runs shop.sweep every SWEEP_S seconds while the app runs; a broker or database that
     is away is logged once per outage and retried."""
+    away: tuple[type[BaseException], ...] = (LinkError, *DB_ERRORS)
+
     async def loop() -> None:
         failing = ""
         while True:
@@ -205,7 +210,7 @@ async def sweeping(shop: Shop, reader: Reader) -> AsyncIterator[None]:
                 if failing:
                     log.info("shop sweep: working again")
                 failing = ""
-            except (LinkError, *DB_ERRORS) as e:
+            except away as e:
                 if not failing:
                     log.warning("shop sweep: %s (retrying every %.0f s)", e, SWEEP_S)
                 failing = str(e)

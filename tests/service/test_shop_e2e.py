@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_dashboard_e2e import CHROMIUM, CHROMIUM_FLAGS, OUT, Controller, need_chromium
+from tests.service.test_dashboard_e2e import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    OUT,
+    Controller,
+    need_chromium,
+)
 from tests.support.broker import free_port
 from tests.support.service_proc import ROOT, service_env
 
