@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -193,7 +194,9 @@ def base_url(shop: Shop, request: Request) -> str:
 
 def qr_svg(url: str, scale: int = 4) -> bytes:
     """A QR code of `url` as SVG (segno), dark modules on white, with its quiet zone."""
-    return segno.make(url, error="m").svg_inline(scale=scale).encode()
+    buf = io.BytesIO()
+    segno.make(url, error="m").save(buf, kind="svg", scale=scale, xmldecl=False)
+    return buf.getvalue()
 
 
 @contextlib.asynccontextmanager
