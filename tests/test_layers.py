@@ -63,7 +63,8 @@ LAZY_ONLY = {"config", "runtime", "startup", "boardstart", "remote", "helptext",
 IO_MODULES = {"socket", "select", "os", "machine", "network", "ssl", "termios", "fcntl", "time"}
 
 # The dashboard's modules, in order: each may import only those before it.
-WEB_ORDER = ["access", "headers", "limits", "reader", "events", "schemas", "routes", "server"]
+WEB_ORDER = ["access", "headers", "limits", "reader", "events", "schemas", "shop_routes", "routes",
+             "server"]
 
 
 def imports(path: Path, package: str) -> tuple[dict[str, bool], set[str]]:

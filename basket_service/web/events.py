@@ -23,7 +23,8 @@ FLEET_SECONDS = 1.0
 QUEUE_LIMIT = 200  # events waiting for one slow browser; past that it is cut off and reconnects
 
 
-def _event(name: str, data: object) -> str:
+def sse_event(name: str, data: object) -> str:
+    """One server-sent event: `name` and its data as compact JSON."""
     return "event: %s\ndata: %s\n\n" % (name, json.dumps(data, ensure_ascii=False,
                                                           separators=(",", ":")))
 
@@ -114,22 +115,22 @@ class Hub:
                 n = doc["basket"]
                 if self.baskets.get(n) != doc:
                     self.baskets[n] = doc
-                    self._send(_event("basket", doc))
+                    self._send(sse_event("basket", doc))
             for row in fleet:
                 n = row["basket"]
                 if self.fleet.get(n) != row:
                     self.fleet[n] = row
-                    self._send(_event("fleet", row))
+                    self._send(sse_event("fleet", row))
             if newest != self.newest:
                 self.newest = newest
-                self._send(_event("receipt", {"newest_receipt": newest}))
+                self._send(sse_event("receipt", {"newest_receipt": newest}))
 
     def _set_health(self, state: str) -> None:
         if self.health.get("database") != state:
             if state != "ok":
                 log.warning("dashboard: database %s", state)
             self.health = {"database": state}
-            self._send(_event("health", self.health))
+            self._send(sse_event("health", self.health))
 
     def _send(self, message: str) -> None:
         for q in list(self.queues):
@@ -156,13 +157,13 @@ class Hub:
             self._wake.set()
         try:
             yield "retry: 1000\n\n"
-            yield _event("snapshot", {"baskets": list(self.baskets.values()),
+            yield sse_event("snapshot", {"baskets": list(self.baskets.values()),
                                       "newest_receipt": self.newest, "health": self.health})
             while True:
                 try:
                     message = await asyncio.wait_for(q.get(), PING_SECONDS)
                 except TimeoutError:
-                    yield _event("ping", {})
+                    yield sse_event("ping", {})
                     continue
                 if message is None:
                     return

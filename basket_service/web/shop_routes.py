@@ -25,7 +25,7 @@ from basket_service import pairing, payments, sessions, store
 from basket_service.db import DB_ERRORS
 from basket_service.mqttlink import LinkError
 from basket_service.shop import Refusal, Shop
-from basket_service.web.events import _event
+from basket_service.web.events import sse_event
 from basket_service.web.reader import Reader
 from basket_service.web.schemas import ERRORS, BasketNo
 
@@ -156,10 +156,10 @@ def add_shop(app: FastAPI, shop: Shop, reader: Reader) -> None:
                         doc = {"basket": basket, "error": "database unavailable"}
                     if doc != last:
                         last, quiet = doc, 0.0
-                        yield _event("cart", doc)
+                        yield sse_event("cart", doc)
                     elif quiet >= PING_S:
                         quiet = 0.0
-                        yield _event("ping", {})
+                        yield sse_event("ping", {})
                     await asyncio.sleep(STREAM_POLL_S)
                     quiet += STREAM_POLL_S
             finally:
