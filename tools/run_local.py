@@ -187,6 +187,9 @@ INSTRUCTIONS = """
 
  Store dashboard (every basket live, start / end / checkout buttons, receipts):
       http://127.0.0.1:%(http)d/
+ The shopper's page for basket 1 (pair with the PIN the basket shows below, then watch the
+ cart, check out and confirm the checkout code on the dashboard; docs/shopper.md):
+      http://127.0.0.1:%(http)d/shop/1
 
  The commands below read the service login from files in %(run)s/ (0600); none puts a
  password on the command line. `. %(run)s/service.sh` loads it into this shell's environment.

@@ -22,11 +22,15 @@ def digest(cart: dict[str, int]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def total_message(basket: int, total: int, cart: dict[str, int] | None = None) -> bytes:
-    """The service's total; with `cart`, naming that cart (without: the original backend's)."""
+def total_message(basket: int, total: int, cart: dict[str, int] | None = None,
+                  unknown: int = 0) -> bytes:
+    """The service's total; with `cart`, naming that cart (without: the original backend's);
+    `unknown`: how many of its codes the catalogue does not know (sent only when some)."""
     body: dict[str, object] = {"basketid": basket, "totalprice": total}
     if cart is not None:
         body["cart"] = digest(cart)
+    if unknown:
+        body["unknown"] = unknown
     return json.dumps({"msg": "total", "payload": body}, separators=(",", ":")).encode()
 
 
