@@ -57,17 +57,22 @@ def browser_page(tmp_path: Path) -> Iterator[object]:
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
             args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 860}, locale="ko-KR",
             timezone_id="Asia/Seoul")
-        ctx.set_default_timeout(15000)
-        page = ctx.new_page()
-        page.js_errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda e: page.js_errors.append(str(e)))  # type: ignore[attr-defined]
-        # Anything the dashboard's Content-Security-Policy blocked shows on the console.
-        page.on("console", lambda m: "Content Security Policy" in m.text  # type: ignore[attr-defined]
-                and page.js_errors.append(m.text))
         try:
-            yield page
+            yield new_page(ctx)
         finally:
             ctx.close()
+
+
+def new_page(ctx: object) -> object:
+    """A page of `ctx` (15 s timeouts) whose `js_errors` collects the script errors and
+    whatever the page's Content-Security-Policy blocked (that shows on the console)."""
+    ctx.set_default_timeout(15000)  # type: ignore[attr-defined]
+    page = ctx.new_page()  # type: ignore[attr-defined]
+    page.js_errors = []
+    page.on("pageerror", lambda e: page.js_errors.append(str(e)))
+    page.on("console", lambda m: "Content Security Policy" in m.text
+            and page.js_errors.append(m.text))
+    return page
 
 
 class Controller:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from tests.service.test_dashboard_e2e import (
     OUT,
     Controller,
     need_chromium,
+    new_page,
 )
 from tests.support.broker import free_port
 from tests.support.service_proc import ROOT, service_env
@@ -49,14 +50,8 @@ def phone(tmp_path: Path) -> Iterator[object]:
         ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                   is_mobile=True, has_touch=True, locale="ko-KR",
                                   timezone_id="Asia/Seoul")
-        ctx.set_default_timeout(15000)
-        page = ctx.new_page()
-        page.js_errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda e: page.js_errors.append(str(e)))  # type: ignore[attr-defined]
-        page.on("console", lambda m: "Content Security Policy" in m.text  # type: ignore[attr-defined]
-                and page.js_errors.append(m.text))
         try:
-            yield page
+            yield new_page(ctx)
         finally:
             browser.close()
 
@@ -83,14 +78,19 @@ def display_pin(ctl: Controller, after: int = 0, thanks: bool = False) -> str:
 
 
 def start(broker: object, sqlite_db: dict[str, str], services: object, tmp_path: Path,
-          provider: str) -> tuple[str, object]:
+          provider: str) -> tuple[str, Callable[[], object]]:
+    """The service with its web server: its URL, and a function that starts it (again)."""
     catalog = tmp_path / "catalog.csv"
     catalog.write_text(CATALOG, encoding="utf-8")
     http = free_port()
     env = service_env(broker.port, sqlite_db, PAYMENT_PROVIDER=provider)  # type: ignore[attr-defined]
-    svc = services(env, "--http", str(http), catalog=catalog).start()  # type: ignore[operator]
-    svc.wait_line(r"dashboard on http://127\.0\.0\.1:%d/" % http)
-    return "http://127.0.0.1:%d" % http, svc
+
+    def run() -> object:
+        svc = services(env, "--http", str(http), catalog=catalog).start()  # type: ignore[operator]
+        svc.wait_line(r"dashboard on http://127\.0\.0\.1:%d/" % http)
+        return svc
+
+    return "http://127.0.0.1:%d" % http, run
 
 
 def test_shopper_pairs_watches_and_checks_out_on_a_phone(broker, sqlite_db, services, phone,
@@ -98,7 +98,8 @@ def test_shopper_pairs_watches_and_checks_out_on_a_phone(broker, sqlite_db, serv
     from playwright.sync_api import expect
 
     page = phone
-    url, svc = start(broker, sqlite_db, services, tmp_path, "test")
+    url, restart = start(broker, sqlite_db, services, tmp_path, "test")
+    svc = restart()
     ctl = Controller(broker.port, tmp_path)
     try:
         pin = display_pin(ctl)
@@ -144,9 +145,20 @@ def test_shopper_pairs_watches_and_checks_out_on_a_phone(broker, sqlite_db, serv
         ctl.items("-ZZZ9")
         expect(unknown).to_have_count(0)
 
-        # A reload (or a lost connection) keeps the session: the cookie pairs the page again.
+        # A reload keeps the session: the cookie pairs the page again.
         page.reload()
         expect(page.locator("#cart")).to_be_visible()
+        expect(page.locator("#total")).to_have_text(won(MLON + 2 * APPL + TMAT))
+        # So does a lost connection: the server goes away, the page says so, and it carries
+        # on by itself once the server is back, items added meanwhile included.
+        assert svc.stop() == 0
+        expect(page.locator("#conn")).to_be_visible()
+        expect(page.locator("#conn")).to_contain_text("reconnecting")
+        svc = restart()
+        ctl.items("TMAT")
+        expect(page.locator("#conn")).to_be_hidden(timeout=20000)
+        expect(page.locator("#total")).to_have_text(won(MLON + 2 * APPL + 2 * TMAT))
+        ctl.items("-TMAT")
         expect(page.locator("#total")).to_have_text(won(MLON + 2 * APPL + TMAT))
 
         page.get_by_role("button", name=re.compile("Check out")).click()
@@ -169,7 +181,8 @@ def test_counter_checkout_code_confirmed_by_staff(broker, sqlite_db, services, p
     from playwright.sync_api import expect
 
     page = phone
-    url, svc = start(broker, sqlite_db, services, tmp_path, "counter")
+    url, restart = start(broker, sqlite_db, services, tmp_path, "counter")
+    restart()
     ctl = Controller(broker.port, tmp_path)
     try:
         page.goto(url + "/shop/1")
