@@ -17,12 +17,12 @@ import pytest
 
 from basket_service import catalog, config, contract, pairing, payments, store
 from basket_service.config import ConfigError
-from basket_service.db import Database, now
+from basket_service.db import Database, now, open_db
 from basket_service.shop import Refusal, Rules, Shop, abandoned
 from basket_service.web.access import Access
 from basket_service.web.server import Dashboard
 from tests.support.fake_basket import FakeBasket
-from tests.support.service_proc import CATALOG, cli
+from tests.support.service_proc import CATALOG, cli, service_env
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 
@@ -243,3 +243,25 @@ def test_settings_are_checked(key, value, message):
         config.load({key: value})
     assert config.load({}).payment_provider == "counter"
     assert config.load({}).session_idle_min == 30
+
+
+def test_the_whole_flow_on_both_databases(broker, any_db):
+    """Pairing, the sweep and a checkout on SQLite and on PostgreSQL (row locks there)."""
+    env = service_env(broker.port, any_db)
+    d = open_db(config.load(env))
+    try:
+        store.load_products(d, catalog.load(CATALOG))
+        b = FakeBasket(broker.port, 1)
+        online(d, b)
+        shop = make_shop(env)
+        pin, token = paired(shop, d, b)
+        cart(d, b, {"MLON": 2})
+        receipt = shop.checkout(1, token)["receipt"]
+        assert receipt["total"] == 2 * 13900
+        with pytest.raises(pairing.NotPaired):
+            shop.checkout(1, token)
+        after = sweep_until(shop, d, b, lambda got: len(got) >= 2 and got[-1]["pin"] != pin)
+        assert after[-1]["pin"] != pin
+        assert shop.view(d, 1, token)["ended"] == {"outcome": "paid", "receipt": receipt["key"]}
+    finally:
+        d.close()
