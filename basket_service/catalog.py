@@ -146,13 +146,7 @@ def price(items: Mapping[str, int], products: Mapping[str, Product]) -> Priced:
 
 
 def from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Product]:
-    """Products from database rows: (code, name, price, discount_percent) or those and
-    (stock, category, image_url)."""
-    out: dict[str, Product] = {}
-    for r in rows:
-        if len(r) < 7:
-            out[r[0]] = Product(r[0], r[1], int(r[2]), int(r[3]))
-        else:
-            out[r[0]] = Product(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), str(r[5] or ""),
-                                str(r[6] or ""))
-    return out
+    """Products from database rows (store.PRODUCT_COLUMNS: code, name, price,
+    discount_percent, stock, category, image_url)."""
+    return {r[0]: Product(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), str(r[5] or ""),
+                          str(r[6] or "")) for r in rows}

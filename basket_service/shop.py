@@ -392,7 +392,7 @@ class Shop:
         online idle basket's display given its PIN (again when it came back online). Returns
         how many messages went out. LinkError: the broker is away; the next sweep retries."""
         now_s = self.clock()
-        idle_before = _iso(now_s - self.rules.idle_s)
+        idle_before = idle_cutoff(self.rules.idle_s, now_s)
         with db.read() as t:
             rows = t.all("SELECT b.id, b.in_use, b.session_id, b.online, b.availability_at,"
                          " b.cart_digest, b.updated_at, s.started_at, p.state, p.display"
@@ -403,8 +403,7 @@ class Shop:
              display) in rows:
             row = _parse(basket, state, display)
             if in_use:
-                last = max([s for s in (started, updated) if s] or [""])
-                if digest in (None, EMPTY) and last < idle_before:
+                if digest in (None, EMPTY) and _untouched(idle_before, started, updated):
                     self._abandon(db, basket, session)
                 elif row.display.get("busy") != session:
                     self._note_busy(db, basket, session)
@@ -463,18 +462,21 @@ class Shop:
                         basket, session, e)
 
 
-def _iso(t: float) -> str:
-    """A time as db.now() writes it (ISO 8601, UTC), for comparing with stored stamps."""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+def idle_cutoff(idle_s: float, now_s: float | None = None) -> str:
+    """The stamp (as db.now() writes them: ISO 8601, UTC) a session's last change must be
+    older than for it to have been left alone `idle_s` seconds."""
+    t = time.time() if now_s is None else now_s
+    return datetime.fromtimestamp(t - idle_s, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def abandoned(doc: dict[str, Any], now_iso: str, idle_s: float) -> bool:
-    """A staff alert: a session with goods in its cart and no change for SESSION_IDLE_MIN."""
-    if doc.get("state") != "shopping" or not doc.get("items"):
-        return False
-    stamps = [s for s in (doc.get("session_started_at"), doc.get("cart_updated_at")) if s]
-    return bool(stamps) and max(stamps) < _iso(_seconds(now_iso) - idle_s)
+def _untouched(before: str, started: str | None, updated: str | None) -> bool:
+    """No change to the session (its start, its cart) since `before`."""
+    stamps = [s for s in (started, updated) if s]
+    return bool(stamps) and max(stamps) < before
 
 
-def _seconds(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+def abandoned(doc: dict[str, Any], before: str) -> bool:
+    """A staff alert: a session with goods in its cart and no change since `before`
+    (idle_cutoff of SESSION_IDLE_MIN)."""
+    return (doc.get("state") == "shopping" and bool(doc.get("items"))
+            and _untouched(before, doc.get("session_started_at"), doc.get("cart_updated_at")))

@@ -334,7 +334,6 @@ def checkout(db: Database, basket: int, digest: str | None = None,
             t.run("INSERT INTO receipt_lines (receipt_id, line_no, code, name, count, unit_price,"
                   " amount, known) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   (row[0], n, ln.code, ln.name, ln.count, ln.unit_price, ln.amount, int(ln.known)))
-        for ln in priced.lines:
             if ln.known and ln.count:
                 t.run("UPDATE products SET stock = stock - ?, sales = sales + ? WHERE code = ?",
                       (ln.count, ln.count, ln.code))
@@ -344,13 +343,19 @@ def checkout(db: Database, basket: int, digest: str | None = None,
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # secrets.token_urlsafe(16) gives 22
 
 
+RECEIPT_COLUMNS = "id, basket, session_id, created_at, total, unknown, payment_id, receipt_key"
+
+
 def _receipt_by(t: Tx, column: str, value: object) -> Receipt | None:
-    """The stored receipt whose `column` (id or payment_id or receipt_key) is `value`, as
-    checkout returned it (its lines as billed: no shelf price or picture)."""
-    head = t.one("SELECT id, basket, session_id, created_at, total, unknown, payment_id,"
-                 " receipt_key FROM receipts WHERE " + column + " = ?", (value,))
-    if head is None:
-        return None
+    """The stored receipt whose `column` (id or payment_id or receipt_key) is `value`."""
+    head = t.one("SELECT " + RECEIPT_COLUMNS + " FROM receipts WHERE " + column + " = ?",
+                 (value,))
+    return None if head is None else _stored_receipt(t, head)
+
+
+def _stored_receipt(t: Tx, head: Row) -> Receipt:
+    """A receipts row (RECEIPT_COLUMNS) and its lines, as checkout returned it (its lines as
+    billed: no shelf price or picture)."""
     rid, basket, session, created, total, _, payment, key = head
     lines = [catalog.Line(c, n, int(k), int(u), bool(kn)) for c, n, k, u, _, kn in t.all(
         "SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
@@ -435,10 +440,9 @@ def receipts(db: Database, limit: int = 20, since: str | None = None,
     """The newest receipts first; `since`/`until` (ISO 8601 UTC, as stored) bound created_at."""
     where, params = _created_between(since, until)
     with db.read() as t:
-        heads = t.all("SELECT id, basket, session_id, created_at, total, unknown, payment_id,"
-                      " receipt_key FROM receipts" + where + " ORDER BY id DESC LIMIT ?",
-                      (*params, limit))
-        return _readable(heads, "receipts", lambda r: _receipt_doc(t, *r))
+        heads = t.all("SELECT " + RECEIPT_COLUMNS + " FROM receipts" + where
+                      + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return _readable(heads, "receipts", lambda r: receipt_doc(_stored_receipt(t, r)))
 
 
 def receipt_totals(db: Database, since: str | None = None,
@@ -462,19 +466,8 @@ def _created_between(since: str | None, until: str | None) -> tuple[str, tuple[s
     return (" WHERE " + " AND ".join(conds) if conds else ""), tuple(params)
 
 
-def _receipt_doc(t: Tx, rid: int, basket: int, session: int | None, created: str, total: int,
-                 unknown: str, payment_id: str | None, key: str | None) -> dict[str, object]:
-    lines = t.all("SELECT code, name, count, unit_price, amount, known FROM receipt_lines"
-                  " WHERE receipt_id = ? ORDER BY line_no", (rid,))
-    return {"receipt": rid, "basket": basket, "session": session, "created_at": created,
-            "total": int(total), "unknown": [c for c in unknown.split(",") if c],
-            "payment_id": payment_id, "key": key or "",
-            "lines": [{"code": c, "name": n, "count": int(k), "unit_price": int(u),
-                       "amount": int(a), "known": bool(kn)} for c, n, k, u, a, kn in lines]}
-
-
 def receipt_doc(r: Receipt) -> dict[str, object]:
-    """A receipt just written by checkout, in the same shape as receipts() lists it."""
+    """A receipt as the API and the command line show it."""
     return {"receipt": r.id, "basket": r.basket, "session": r.session, "created_at": r.created_at,
             "total": r.priced.total, "unknown": list(r.priced.unknown),
             "payment_id": r.payment_id, "key": r.key,

@@ -10,8 +10,8 @@ from typing import TypeVar
 
 from basket_service import fleet, store
 from basket_service.config import Settings
-from basket_service.db import Database, first_line, now
-from basket_service.shop import abandoned
+from basket_service.db import Database, first_line
+from basket_service.shop import abandoned, idle_cutoff
 
 T = TypeVar("T")
 
@@ -69,11 +69,11 @@ def join_alerts(baskets: list[dict[str, object]], rows: list[dict[str, object]],
     """Each basket's document with `alerts` from its fleet row (none without one), and
     `abandoned_cart` for a session with goods untouched for SESSION_IDLE_MIN (docs/shopper.md)."""
     by_basket = {r["basket"]: r.get("alerts") or [] for r in rows}
-    stamp = now()
+    before = idle_cutoff(idle_min * 60.0)
     out = []
     for doc in baskets:
         alerts = list(by_basket.get(doc["basket"], []))  # type: ignore[call-overload]
-        if abandoned(doc, stamp, idle_min * 60.0):
+        if abandoned(doc, before):
             alerts.append({"kind": "abandoned_cart", "text": "cart left with goods for %d min "
                            "or more" % idle_min})
         out.append({**doc, "alerts": alerts})

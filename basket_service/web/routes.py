@@ -52,13 +52,13 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def create_app(settings: Settings, *, token: str | None = None,
-               hub_interval: float = 0.25, shop: Shop | None = None) -> FastAPI:
+               hub_interval: float = 0.25) -> FastAPI:
     """The whole dashboard: Guard in front, then the pages, the reads, the live feed and the
-    session operations, and the shopper's pages (shop_routes); app.state holds its Hub,
-    Reader and Shop."""
+    session operations, and the shopper's pages (shop_routes); app.state holds its Hub and
+    Reader."""
     reader = Reader(settings)
     hub = Hub(reader, hub_interval)
-    shop = shop or Shop(settings, payments.provider(settings.payment_provider, time.time))
+    shop = Shop(settings, payments.provider(settings.payment_provider, time.time))
     shop_reader = Reader(settings)  # the phones' feeds and the sweep, beside the board's reads
 
     @contextlib.asynccontextmanager
@@ -76,7 +76,6 @@ def create_app(settings: Settings, *, token: str | None = None,
                        docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.state.reader = reader
-    app.state.shop = shop
     add_error_answers(app, hub)
     add_pages(app)
     add_reads(app, reader, hub)

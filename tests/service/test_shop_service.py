@@ -17,8 +17,8 @@ import pytest
 
 from basket_service import catalog, config, contract, pairing, payments, store
 from basket_service.config import ConfigError
-from basket_service.db import Database, now, open_db
-from basket_service.shop import Refusal, Rules, Shop, abandoned
+from basket_service.db import Database, open_db
+from basket_service.shop import Refusal, Rules, Shop, abandoned, idle_cutoff
 from basket_service.web.access import Access
 from basket_service.web.server import Dashboard
 from tests.support.fake_basket import FakeBasket
@@ -130,9 +130,9 @@ def test_a_cart_with_goods_is_not_ended_but_alerts_staff(env, db, basket):
     assert store.held(db, 1).in_use
     doc = store.basket_doc(db, 1)
     assert doc is not None
-    assert abandoned(doc, now(), 0.5)
-    assert not abandoned(doc, now(), 3600)
-    assert not abandoned({**doc, "items": 0}, now(), 0.5)
+    assert abandoned(doc, idle_cutoff(0.5))
+    assert not abandoned(doc, idle_cutoff(3600))
+    assert not abandoned({**doc, "items": 0}, idle_cutoff(0.5))
 
 
 def test_counter_code_refused_after_the_cart_changed(env, db, basket):
